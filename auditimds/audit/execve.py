@@ -1,0 +1,76 @@
+"""Rebuild argv from an event's EXECVE records.
+
+`argc=N a0=.. a1=..`; an argument that does not fit in a record is split as `aI_len=L aI[0]=.. aI[1]=..`,
+possibly across records, and each chunk is quoted or hex by itself (arguments longer than the kernel's
+7500-byte buffer are always hex).  Missing pieces (lost records) mark the result truncated instead of
+failing.
+"""
+
+from __future__ import annotations
+
+from typing import Dict, List, Sequence, Tuple
+
+from .records import decode, kernel_part
+
+Raw = Tuple[bytes, int]
+
+
+def _decode_arg(value: bytes) -> bytes:
+    d = decode(value, True)
+    return b"" if d is None else d
+
+
+def rebuild_argv(records: Sequence[Raw]) -> Tuple[List[str], bool]:
+    """Return (argv, truncated).  Records must be in file order."""
+    whole: Dict[int, bytes] = {}
+    chunks: Dict[int, Dict[int, bytes]] = {}
+    argc = -1
+    for line, body in records:
+        for tok in kernel_part(line, body).split():
+            k, eq, v = tok.partition(b"=")
+            if not eq:
+                continue
+            if k == b"argc":
+                try:
+                    argc = int(v)
+                except ValueError:
+                    pass
+            elif k[:1] == b"a":
+                br = k.find(b"[")
+                if br > 0:
+                    try:
+                        i = int(k[1:br])
+                        j = int(k[br + 1 : -1])
+                    except ValueError:
+                        continue
+                    chunks.setdefault(i, {})[j] = v
+                    continue
+                if k.endswith(b"_len"):
+                    continue
+                try:
+                    whole[int(k[1:])] = v
+                except ValueError:
+                    continue
+    # argc and the arguments present may disagree (lost records, odd producers): keep every argument seen.
+    n = max(argc, max(list(whole) + list(chunks), default=-1) + 1)
+    argv: List[str] = []
+    truncated = False
+    for i in range(n):
+        v = whole.get(i)
+        if v is not None:
+            argv.append(_decode_arg(v).decode("utf-8", "backslashreplace"))
+            continue
+        parts = chunks.get(i)
+        if parts is None:
+            truncated = True
+            break
+        if sorted(parts) != list(range(len(parts))):
+            truncated = True
+        buf = b"".join(_decode_arg(parts[j]) for j in sorted(parts))
+        argv.append(buf.decode("utf-8", "backslashreplace"))
+    return argv, truncated
+
+
+def split_proctitle(value: bytes) -> List[str]:
+    """PROCTITLE (already decoded) -> list of arguments (NUL-separated, truncated by the kernel)."""
+    return [p.decode("utf-8", "backslashreplace") for p in value.split(b"\x00")]

@@ -1,0 +1,278 @@
+"""Reassemble interleaved audit records into events.
+
+Events are keyed by (node, "sec.msec:serial").  An event completes on:
+
+* EOE (plugin streams; auditd never writes EOE to audit.log), or PROCTITLE, the last record of a syscall
+  event;
+* a timeout in log time: the log moved `log_timeout` seconds past the newest second seen when the event
+  last received a record (auparse's end_of_event_timeout, made robust to events written late with an old
+  stamp), checked whenever the log's second advances;
+* a timeout in wall-clock time passed in by the caller (`expire(now)`): no record for it since
+  `wall_timeout` seconds, so the last event of a quiet log is not held forever;
+* eviction: more than `max_in_flight` events open; the oldest is flushed and counted;
+* `flush()` at the end of input.
+
+Records of an event that was already completed (a late EOE, a duplicate) are dropped and counted.  The
+reassembler never reads the clock: "now" is always an argument.
+"""
+
+from __future__ import annotations
+
+import heapq
+from typing import Callable, Dict, Iterable, List, Optional, Tuple
+
+from .records import RELEVANT_TYPES, Header, parse_event_id, split_header
+
+Raw = Tuple[bytes, int]  # (line, offset of the body)
+
+COMPLETE_PROCTITLE = "proctitle"
+COMPLETE_EOE = "eoe"
+COMPLETE_TIMEOUT = "timeout"
+COMPLETE_EVICTED = "evicted"
+COMPLETE_FLUSH = "flush"
+
+
+class AuditEvent:
+    """The records of one audit event that the detector reads (raw, parsed lazily by the normalizer)."""
+
+    __slots__ = (
+        "node", "sec", "msec", "serial", "syscall", "execve", "cwd", "sockaddr", "socketcall",
+        "proctitle", "last_wall", "seen_sec", "completed_by",
+    )
+
+    def __init__(self, node: bytes, sec: int, msec: int, serial: int) -> None:
+        self.node = node
+        self.sec = sec
+        self.msec = msec
+        self.serial = serial
+        self.syscall: Optional[Raw] = None
+        self.execve: List[Raw] = []
+        self.cwd: Optional[Raw] = None
+        self.sockaddr: Optional[Raw] = None
+        self.socketcall: Optional[Raw] = None
+        self.proctitle: Optional[Raw] = None
+        self.last_wall = 0.0
+        self.seen_sec = sec  # newest log second when this event last received a record
+        self.completed_by = ""
+
+    @property
+    def ts_ms(self) -> int:
+        return self.sec * 1000 + self.msec
+
+    def __repr__(self) -> str:
+        return f"AuditEvent({self.node!r}, {self.sec}.{self.msec:03d}:{self.serial}, by={self.completed_by})"
+
+
+class ReassemblyStats:
+    __slots__ = ("events", "evicted", "timed_out", "late_records", "bad_ids")
+
+    def __init__(self) -> None:
+        self.events = 0
+        self.evicted = 0
+        self.timed_out = 0
+        self.late_records = 0
+        self.bad_ids = 0
+
+    def as_dict(self) -> Dict[str, int]:
+        return {k: getattr(self, k) for k in self.__slots__}
+
+
+class Reassembler:
+    def __init__(
+        self,
+        emit: Callable[[AuditEvent], None],
+        *,
+        max_in_flight: int = 4096,
+        log_timeout: int = 2,
+        wall_timeout: float = 2.0,
+        done_memory: int = 16384,
+    ) -> None:
+        self._emit = emit
+        self.max_in_flight = max_in_flight
+        self.log_timeout = log_timeout
+        self.wall_timeout = wall_timeout
+        self._inflight: Dict[bytes, AuditEvent] = {}
+        self._done: Dict[bytes, None] = {}  # insertion-ordered set of recently completed keys
+        self._done_memory = done_memory
+        self._newest_sec = 0
+        self.stats = ReassemblyStats()
+
+    def __len__(self) -> int:
+        return len(self._inflight)
+
+    def feed(self, lines: Iterable[bytes], now: float) -> Tuple[int, int]:
+        """Push a batch of lines; returns (relevant records, malformed lines).
+
+        This is the per-line hot path: for the usual `type=T msg=audit(` form the type is read with one
+        `find` and tested against RELEVANT_TYPES before anything else is built; only other forms (node=,
+        syslog prefixes) go through `split_header`.
+        """
+        relevant = RELEVANT_TYPES
+        msg = b" msg=audit("
+        push = self.push
+        records = malformed = 0
+        for line in lines:
+            if line[:5] == b"type=":
+                m = line.find(msg, 5)
+                if m < 0:
+                    malformed += 1
+                    continue
+                rtype = line[5:m]
+                if rtype not in relevant:
+                    continue
+                close = line.find(b"):", m + 11)
+                if close < 0:
+                    malformed += 1
+                    continue
+                records += 1
+                push(b"", rtype, line[m + 11 : close], close + 2, line, now)
+                continue
+            if not line or line.isspace():
+                continue
+            h = split_header(line)
+            if h is None:
+                malformed += 1
+            elif h.rtype in relevant:
+                records += 1
+                push(h.node, h.rtype, h.eid, h.body, line, now)
+        return records, malformed
+
+    def push_record(self, h: Header, line: bytes, now: float) -> None:
+        """Add one record given its parsed header (records of irrelevant types are ignored)."""
+        if h.rtype in RELEVANT_TYPES:
+            self.push(h.node, h.rtype, h.eid, h.body, line, now)
+
+    def push(self, node: bytes, rtype: bytes, eid: bytes, body: int, line: bytes, now: float) -> None:
+        """Add one record (already known to be of a relevant type)."""
+        key = node + b"\x00" + eid if node else eid
+        ev = self._inflight.get(key)
+        if ev is None:
+            if key in self._done:
+                self.stats.late_records += 1
+                return
+            if rtype == b"EOE":  # EOE of an event we never saw a record of: nothing to complete
+                return
+            ids = parse_event_id(eid)
+            if ids is None:
+                self.stats.bad_ids += 1
+                return
+            sec = ids[0]
+            ev = AuditEvent(node, sec, ids[1], ids[2])
+            self._inflight[key] = ev
+            if sec > self._newest_sec:
+                advanced = self._newest_sec != 0
+                self._newest_sec = sec
+                if advanced:
+                    self._expire_log_time(key)
+            if len(self._inflight) > self.max_in_flight:
+                self._evict_oldest()
+        ev.last_wall = now
+        ev.seen_sec = self._newest_sec
+        raw = (line, body)
+        if rtype == b"SYSCALL":
+            ev.syscall = raw
+        elif rtype == b"EXECVE":
+            ev.execve.append(raw)
+        elif rtype == b"PROCTITLE":
+            ev.proctitle = raw
+            self._complete(key, ev, COMPLETE_PROCTITLE)
+        elif rtype == b"CWD":
+            ev.cwd = raw
+        elif rtype == b"SOCKADDR":
+            ev.sockaddr = raw
+        elif rtype == b"SOCKETCALL":
+            ev.socketcall = raw
+        elif rtype == b"EOE":
+            self._complete(key, ev, COMPLETE_EOE)
+
+    def _complete(self, key: bytes, ev: AuditEvent, why: str) -> None:
+        del self._inflight[key]
+        done = self._done
+        done[key] = None
+        if len(done) > self._done_memory:
+            del done[next(iter(done))]
+        ev.completed_by = why
+        self.stats.events += 1
+        self._emit(ev)
+
+    def _expire_log_time(self, keep: bytes) -> None:
+        limit = self._newest_sec - self.log_timeout
+        stale = [(k, e) for k, e in self._inflight.items() if e.seen_sec <= limit and k != keep]
+        for k, e in stale:
+            self.stats.timed_out += 1
+            self._complete(k, e, COMPLETE_TIMEOUT)
+
+    def _evict_oldest(self) -> None:
+        k = next(iter(self._inflight))
+        self.stats.evicted += 1
+        self._complete(k, self._inflight[k], COMPLETE_EVICTED)
+
+    def expire(self, now: float) -> None:
+        """Complete events that received no record for `wall_timeout` seconds of wall-clock time."""
+        limit = now - self.wall_timeout
+        stale = [(k, e) for k, e in self._inflight.items() if e.last_wall <= limit]
+        for k, e in stale:
+            self.stats.timed_out += 1
+            self._complete(k, e, COMPLETE_TIMEOUT)
+
+    def flush(self) -> None:
+        """End of input: complete everything still open, oldest first."""
+        for k, e in list(self._inflight.items()):
+            self._complete(k, e, COMPLETE_FLUSH)
+
+    def reset_time(self) -> None:
+        """auditd restarted or the host rebooted: serials start over; forget completed ids."""
+        self._done.clear()
+
+
+class Reorder:
+    """Release events in (time, serial) order, holding each at most `window_ms` of log time.
+
+    Elasticsearch evaluates sequences over events sorted by timestamp; the kernel stamps an event at
+    syscall entry but it is written at exit, so a blocking call's records come late with an old stamp.
+    Events are held until the log has moved `window_ms` past them (or until `release_all`), and are
+    released with a monotonically increasing arrival number used as the tiebreaker downstream.
+    """
+
+    def __init__(self, emit: Callable[[AuditEvent, int], None], window_ms: int = 2000) -> None:
+        self._emit = emit
+        self.window_ms = window_ms
+        self._heap: List[Tuple[int, int, int, AuditEvent]] = []
+        self._arrival = 0
+        self._released = 0
+        self._newest = 0
+        self.late = 0  # events that arrived after newer ones had been released
+
+    def __len__(self) -> int:
+        return len(self._heap)
+
+    def push(self, ev: AuditEvent) -> None:
+        ts = ev.ts_ms
+        self._arrival += 1
+        if self.window_ms <= 0:
+            self._release(ev)
+            return
+        heapq.heappush(self._heap, (ts, ev.serial, self._arrival, ev))
+        if ts > self._newest:
+            self._newest = ts
+            self.release_until(ts - self.window_ms)
+
+    def release_until(self, ts_ms: int) -> None:
+        heap = self._heap
+        while heap and heap[0][0] <= ts_ms:
+            self._release(heapq.heappop(heap)[3])
+
+    def release_all(self) -> None:
+        heap = self._heap
+        while heap:
+            self._release(heapq.heappop(heap)[3])
+
+    def _release(self, ev: AuditEvent) -> None:
+        self._released += 1
+        if ev.ts_ms < self._last_ts:
+            self.late += 1
+        else:
+            self._last_ts = ev.ts_ms
+        self._emit(ev, self._released)
+
+    _last_ts = 0

@@ -1,0 +1,186 @@
+"""Audit record parsing: one audit.log line -> header + lazily parsed fields.
+
+The hot path is `split_header`, called once per line: it finds the record type and the event id with a few
+C-level `find` calls and never copies the body.  Callers test the type against the set of record types they
+need and skip everything else before any field is parsed (`RELEVANT_TYPES`).
+
+Value decoding follows the kernel/libaudit rule (see docs/design.md and the shared auditd-format spec): a
+value is either `"quoted"` (literal bytes, no escapes), unquoted upper-case hex of the raw bytes (only for
+fields that the kernel may encode), `(null)`, or a bare token whose base depends on the field.
+"""
+
+from __future__ import annotations
+
+from typing import Dict, NamedTuple, Optional
+
+# Record types the detector reads.  Everything else is skipped with one set lookup.
+RELEVANT_TYPES = frozenset(
+    {
+        b"SYSCALL",
+        b"EXECVE",
+        b"CWD",
+        b"SOCKADDR",
+        b"SOCKETCALL",
+        b"PROCTITLE",
+        b"EOE",
+    }
+)
+
+# Fields whose unquoted value is hex of raw bytes (linux-audit field dictionary, "encoded" fields).
+ENCODED_FIELDS = frozenset(
+    {
+        b"acct", b"addr", b"cmd", b"comm", b"cwd", b"data", b"exe", b"key", b"name", b"path",
+        b"proctitle", b"saddr", b"vm", b"watch", b"ocomm", b"dir", b"file", b"grp", b"cgroup",
+        b"new-log_passwd", b"old-log_passwd", b"root_dir", b"sw", b"unit", b"old_prom", b"prom",
+    }
+)
+
+_HEX = frozenset(b"0123456789ABCDEFabcdef")
+
+# Separators that stand for ENRICHED's 0x1D after the line went through a shipper: the byte itself,
+# rsyslog's "#035", and the literal text "\u001D" (or lower-case) written by some collectors.
+_ENRICH_SEPARATORS = (b"\x1d", b"#035", b"\\u001D", b"\\u001d")
+
+NULL_VALUES = frozenset({b"(null)", b"(none)", b"?"})
+
+
+class Header(NamedTuple):
+    """Where the pieces of one line are; `line` itself is not copied."""
+
+    node: bytes  # b"" when the line has no node= prefix
+    rtype: bytes  # e.g. b"SYSCALL", b"UNKNOWN[1334]"
+    eid: bytes  # b"1795976294.920:267"
+    body: int  # offset of the first byte after "): "
+
+
+def split_header(line: bytes) -> Optional[Header]:
+    """Split `[node=N ]type=T msg=audit(S.MS:SERIAL): body`; None if the line is not an audit record.
+
+    Also accepts lines wrapped by syslog/YAML (anything before `node=`/`type=`), as found in forwarded logs.
+    """
+    if line.startswith(b"type="):
+        node = b""
+        start = 0
+    elif line.startswith(b"node="):
+        sp = line.find(b" ", 5)
+        if sp < 0:
+            return None
+        node = line[5:sp]
+        start = sp + 1
+        if not line.startswith(b"type=", start):
+            return None
+    else:
+        return _split_wrapped(line)
+    m = line.find(b" msg=audit(", start + 5)
+    if m < 0:
+        return None
+    close = line.find(b"):", m + 11)
+    if close < 0:
+        return None
+    return Header(node, line[start + 5 : m], line[m + 11 : close], close + 2)
+
+
+def _split_wrapped(line: bytes) -> Optional[Header]:
+    """Slow path: a record preceded by a syslog prefix or indentation."""
+    t = line.find(b"type=")
+    if t < 0:
+        return None
+    n = line.rfind(b"node=", 0, t)
+    if n >= 0 and (n == 0 or line[n - 1 : n] in (b" ", b"\t")) and line.find(b" ", n) == t - 1:
+        inner = line[n:]
+    elif t == 0 or line[t - 1 : t] in (b" ", b"\t"):
+        inner = line[t:]
+    else:
+        return None
+    if not (inner.startswith(b"type=") or inner.startswith(b"node=")):
+        return None
+    h = split_header(inner)
+    if h is None:
+        return None
+    return Header(h.node, h.rtype, h.eid, h.body + (len(line) - len(inner)))
+
+
+def parse_event_id(eid: bytes) -> Optional[tuple[int, int, int]]:
+    """b"1795976294.920:267" -> (1795976294, 920, 267); None when malformed."""
+    dot = eid.find(b".")
+    colon = eid.find(b":", dot + 1)
+    if dot <= 0 or colon < 0:
+        return None
+    try:
+        return int(eid[:dot]), int(eid[dot + 1 : colon]), int(eid[colon + 1 :])
+    except ValueError:
+        return None
+
+
+def kernel_part(line: bytes, body: int) -> bytes:
+    """The raw (authoritative) part of the body: everything before the ENRICHED separator."""
+    gs = line.find(b"\x1d", body)
+    if gs >= 0:
+        return line[body:gs]
+    for sep in _ENRICH_SEPARATORS[1:]:
+        gs = line.find(sep, body)
+        if gs >= 0:
+            return line[body:gs]
+    return line[body:]
+
+
+def enrichment(line: bytes, body: int) -> bytes:
+    """The ENRICHED tail (interpreted fields) or b"" when there is none."""
+    for sep in _ENRICH_SEPARATORS:
+        gs = line.find(sep, body)
+        if gs >= 0:
+            return line[gs + len(sep) :]
+    return b""
+
+
+def parse_fields(raw: bytes) -> Dict[bytes, bytes]:
+    """Split a kernel record body into {key: raw value}.  Values keep their quotes (see `decode`).
+
+    Kernel records never contain spaces inside values (a space forces hex), so splitting on runs of
+    whitespace is exact for them; tokens without '=' (AVC words, AppArmor "(enforce)") are ignored.
+    A repeated key keeps its first value.
+    """
+    out: Dict[bytes, bytes] = {}
+    for tok in raw.split():
+        k, eq, v = tok.partition(b"=")
+        if eq and k not in out:
+            out[k] = v
+    return out
+
+
+def is_hex(value: bytes) -> bool:
+    return len(value) % 2 == 0 and bool(value) and _HEX.issuperset(value)
+
+
+def decode(value: Optional[bytes], encoded: bool = True) -> Optional[bytes]:
+    """Decode one raw value to bytes: quoted -> literal, hex (for encoded fields) -> raw bytes.
+
+    `(null)` -> None.  A value that is neither quoted nor valid hex is returned as is (old logs and
+    `ausearch -i` output contain bare words such as `a0=top`).
+    """
+    if value is None:
+        return None
+    if value[:1] == b'"':
+        return value[1:-1] if value.endswith(b'"') and len(value) >= 2 else value[1:]
+    if value == b"(null)":
+        return None
+    if encoded and is_hex(value):
+        return bytes.fromhex(value.decode("ascii"))
+    return value
+
+
+def decode_str(value: Optional[bytes], encoded: bool = True) -> Optional[str]:
+    """`decode` then UTF-8 text; undecodable bytes become backslash escapes (JSON-safe, deterministic)."""
+    b = decode(value, encoded)
+    if b is None:
+        return None
+    return b.decode("utf-8", "backslashreplace")
+
+
+def to_int(value: Optional[bytes], base: int = 10) -> Optional[int]:
+    if value is None:
+        return None
+    try:
+        return int(value, base)
+    except ValueError:
+        return None

@@ -1,0 +1,252 @@
+"""Command line: `auditimds scan|events ...`.
+
+Errors are one line on stderr and exit code 2, never a traceback.  `scan` writes only alerts to stdout
+(JSON lines) and a summary to stderr; `events` writes the ECS events themselves.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import os
+import socket
+import sys
+import time
+from pathlib import Path
+from typing import Any, Dict, List, Optional, Sequence, TextIO
+
+from . import __version__
+
+log = logging.getLogger("auditimds")
+
+EXIT_OK = 0
+EXIT_USAGE = 2
+
+
+class UsageError(Exception):
+    """Bad usage or unusable input: printed as one line, exit code 2."""
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message: str) -> None:  # type: ignore[override]
+        raise UsageError(f"{message} (see '{self.prog} --help')")
+
+
+# -- host identity ----------------------------------------------------------------------------------------
+
+
+def machine_id() -> str:
+    for p in ("/etc/machine-id", "/var/lib/dbus/machine-id"):
+        try:
+            v = Path(p).read_text().strip()
+        except OSError:
+            continue
+        if v:
+            return v
+    return socket.gethostname()
+
+
+def host_identity(args: argparse.Namespace) -> "tuple[str, str]":
+    return (args.host_id or machine_id(), args.host_name or socket.gethostname())
+
+
+# -- rules ------------------------------------------------------------------------------------------------
+
+
+def builtin_rules_dir() -> Path:
+    """config/rules, installed as the package `auditimds.builtin_rules` (see pyproject.toml)."""
+    import importlib.util
+
+    spec = importlib.util.find_spec("auditimds.builtin_rules")
+    if spec is not None and spec.submodule_search_locations:
+        for loc in spec.submodule_search_locations:
+            if Path(loc).is_dir():
+                return Path(loc)
+    return Path(__file__).resolve().parent.parent / "config" / "rules"
+
+
+def load_rule_set(extra: Sequence[str], builtin: bool) -> List[Any]:
+    from .rules.loader import load_rules
+
+    paths: List[Path] = []
+    if builtin:
+        paths.append(builtin_rules_dir())
+    for p in extra:
+        pp = Path(p)
+        if not pp.exists():
+            raise UsageError(f"--rules {p}: no such file or directory")
+        paths.append(pp)
+    rules, errors = load_rules(paths)
+    for err in errors:
+        print(f"auditimds: warning: rule skipped: {err}", file=sys.stderr)
+    if not rules:
+        raise UsageError("no rules loaded (built-in rules disabled and no --rules given, or all refused)")
+    return rules
+
+
+# -- progress ---------------------------------------------------------------------------------------------
+
+
+class Progress:
+    """A one-line progress bar on a terminal; silent otherwise."""
+
+    def __init__(self, stream: TextIO, total: int, label: str) -> None:
+        self.stream = stream
+        self.total = max(total, 1)
+        self.label = label
+        self.enabled = stream.isatty()
+        self._last = 0.0
+
+    def update(self, done: int, alerts: int) -> None:
+        if not self.enabled:
+            return
+        now = time.monotonic()
+        if now - self._last < 0.2:
+            return
+        self._last = now
+        frac = min(done / self.total, 1.0)
+        bar = "#" * int(frac * 30)
+        self.stream.write(f"\r{self.label[-40:]:<40} [{bar:<30}] {frac * 100:5.1f}%  alerts: {alerts}")
+        self.stream.flush()
+
+    def close(self) -> None:
+        if self.enabled:
+            self.stream.write("\r" + " " * 100 + "\r")
+            self.stream.flush()
+
+
+# -- commands ---------------------------------------------------------------------------------------------
+
+
+def _run_files(args: argparse.Namespace, on_alert: Any, on_event: Any, rules: List[Any]) -> Dict[str, Any]:
+    from .pipeline import Pipeline
+    from .source.reader import LogOpenError, file_size, open_log, raw_position, read_batches
+
+    host_id, host_name = host_identity(args)
+    pipe = Pipeline(rules, host_id, host_name, on_alert=on_alert, on_event=on_event,
+                    reorder_ms=args.reorder_ms)
+    # Open every file first so that a typo in the last name fails before any output.
+    handles = []
+    for name in args.files:
+        try:
+            handles.append((name, open_log(name)))
+        except LogOpenError as e:
+            for _, h in handles:
+                h.close()
+            raise UsageError(str(e)) from None
+    t0 = time.perf_counter()
+    now = time.time()
+    for name, f in handles:
+        progress = Progress(sys.stderr, file_size(f), os.path.basename(name))
+        try:
+            for batch in read_batches(f):
+                pipe.feed(batch, now)
+                progress.update(raw_position(f), pipe.counters.alerts)
+        except LogOpenError as e:
+            progress.close()
+            raise UsageError(f"{name}: {e}") from None
+        finally:
+            f.close()
+        progress.close()
+    pipe.finish()
+    st = pipe.stats()
+    st["seconds"] = round(time.perf_counter() - t0, 3)
+    st["files"] = len(handles)
+    return st
+
+
+def _summary(st: Dict[str, Any], what: str) -> str:
+    return (
+        f"auditimds: {st['files']} file(s), {st['lines']} lines, {st['events']} events "
+        f"({st['exec_events']} exec, {st['network_events']} network), {st['malformed_lines']} malformed lines, "
+        f"{st['alerts']} {what}, {st['seconds']:.2f} s"
+    )
+
+
+def cmd_scan(args: argparse.Namespace) -> int:
+    from .alerts.sinks import JsonLinesSink
+
+    rules = load_rule_set(args.rules, not args.no_builtin_rules)
+    sink = JsonLinesSink(sys.stdout, flush=False)
+    st = _run_files(args, sink, None, rules)
+    sys.stdout.flush()
+    print(_summary(st, "alerts"), file=sys.stderr)
+    if args.stats_json:
+        print(json.dumps(st), file=sys.stderr)
+    return EXIT_OK
+
+
+def cmd_events(args: argparse.Namespace) -> int:
+    from .alerts.sinks import dumps
+
+    out = sys.stdout
+    write = out.write
+
+    def on_event(ev: Any) -> None:
+        write(dumps(ev.to_document()) + "\n")
+
+    st = _run_files(args, None, on_event, [])
+    out.flush()
+    print(_summary(st, "alerts"), file=sys.stderr)
+    return EXIT_OK
+
+
+# -- argument parsing ---------------------------------------------------------------------------------------
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = _Parser(prog="auditimds", description="Detect instance-metadata (IMDS) credential theft in auditd logs.")
+    p.add_argument("--version", action="version", version=f"auditimds {__version__}")
+    p.add_argument("-v", "--verbose", action="store_true", help="more detail on stderr")
+    sub = p.add_subparsers(dest="command", parser_class=_Parser)
+
+    def common(sp: argparse.ArgumentParser) -> None:
+        sp.add_argument("files", nargs="+", metavar="FILE",
+                        help="audit log(s), plain or .gz, read in the order given (e.g. audit.log.1 audit.log)")
+        sp.add_argument("--host-id", help="host.id for lines without node= (default: /etc/machine-id)")
+        sp.add_argument("--host-name", help="host.name for lines without node= (default: this host's name)")
+        sp.add_argument("--reorder-ms", type=int, default=2000, metavar="MS",
+                        help="hold events this long (log time) to evaluate them in timestamp order (default 2000)")
+
+    sc = sub.add_parser("scan", help="scan audit logs and print alerts as JSON lines")
+    common(sc)
+    sc.add_argument("--rules", action="append", default=[], metavar="PATH",
+                    help="add a detection-rules TOML file or a directory of them (repeatable)")
+    sc.add_argument("--no-builtin-rules", action="store_true", help="do not load the built-in rules")
+    sc.add_argument("--stats-json", action="store_true", help="also print the statistics as JSON on stderr")
+    sc.set_defaults(func=cmd_scan)
+
+    ev = sub.add_parser("events", help="print the ECS events built from audit logs as JSON lines")
+    common(ev)
+    ev.set_defaults(func=cmd_events)
+    return p
+
+
+def main(argv: Optional[Sequence[str]] = None) -> int:
+    logging.basicConfig(format="auditimds: %(levelname)s: %(message)s", level=logging.WARNING)
+    parser = build_parser()
+    try:
+        args = parser.parse_args(argv)
+        if args.verbose:
+            logging.getLogger("auditimds").setLevel(logging.INFO)
+        if not getattr(args, "func", None):
+            raise UsageError("a command is required: scan or events (see 'auditimds --help')")
+        return int(args.func(args))
+    except UsageError as e:
+        print(f"auditimds: error: {e}", file=sys.stderr)
+        return EXIT_USAGE
+    except BrokenPipeError:
+        # `auditimds scan ... | head`: the reader went away; not an error of ours.
+        try:
+            sys.stdout = open(os.devnull, "w")  # noqa: SIM115
+        except OSError:
+            pass
+        return EXIT_OK
+    except KeyboardInterrupt:
+        print("auditimds: interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

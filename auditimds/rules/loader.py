@@ -1,0 +1,143 @@
+"""Load Elastic detection-rules TOML files holding EQL rules."""
+
+from __future__ import annotations
+
+import logging
+import sys
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Dict, List, Tuple, Union
+
+from .eql_compile import compile_query
+from .eql_parser import EqlSyntaxError, Query, parse_query
+from .sequence import CompiledQuery
+
+if sys.version_info >= (3, 11):
+    import tomllib
+else:  # pragma: no cover - exercised on 3.9/3.10 only
+    import tomli as tomllib
+
+__all__ = ["Rule", "RuleLoadError", "load_rule", "load_rules"]
+
+log = logging.getLogger("auditimds")
+
+
+class RuleLoadError(Exception):
+    """A rule file that cannot be used.  ``str(e)`` is ``<path>: <one-line reason>``."""
+
+    def __init__(self, path: Union[str, Path], reason: str) -> None:
+        self.path = Path(path)
+        self.reason = " ".join(str(reason).split())  # keep it on one line
+        super().__init__(f"{self.path}: {self.reason}")
+
+
+@dataclass
+class Rule:
+    rule_id: str
+    name: str
+    description: str
+    severity: str
+    risk_score: Union[int, float] | None
+    type: str
+    language: str
+    query: str
+    threat: List[Dict[str, Any]] = field(default_factory=list)
+    tags: List[str] = field(default_factory=list)
+    references: List[str] = field(default_factory=list)
+    source_path: Path | None = None
+    compiled: CompiledQuery | None = field(default=None, repr=False, compare=False)
+    parsed: Query | None = field(default=None, repr=False, compare=False)
+
+
+def _str_list(v: Any) -> List[str]:
+    if isinstance(v, list):
+        return [str(x) for x in v]
+    return [] if v is None else [str(v)]
+
+
+def load_rule(path: Union[str, Path]) -> Rule:
+    """Load and compile one rule file.  Raises :class:`RuleLoadError`."""
+    path = Path(path)
+    try:
+        raw = path.read_bytes()
+    except OSError as exc:
+        raise RuleLoadError(path, f"cannot read file: {exc.strerror or exc}") from None
+    try:
+        doc = tomllib.loads(raw.decode("utf-8"))
+    except UnicodeDecodeError:
+        raise RuleLoadError(path, "not a TOML file: not valid UTF-8") from None
+    except tomllib.TOMLDecodeError as exc:
+        raise RuleLoadError(path, f"not a TOML file: {exc}") from None
+    rule = doc.get("rule")
+    if not isinstance(rule, dict):
+        raise RuleLoadError(path, "missing [rule] table")
+    for key in ("rule_id", "name"):
+        if not isinstance(rule.get(key), str) or not rule.get(key).strip():
+            raise RuleLoadError(path, f"missing or empty rule.{key}")
+    rtype = rule.get("type")
+    lang = rule.get("language")
+    if rtype != "eql":
+        raise RuleLoadError(path, f"unsupported rule type {rtype!r} (only 'eql' rules are supported)")
+    if lang != "eql":
+        raise RuleLoadError(path, f"unsupported query language {lang!r} (only 'eql' is supported)")
+    query = rule.get("query")
+    if not isinstance(query, str) or not query.strip():
+        raise RuleLoadError(path, "missing or empty rule.query")
+    try:
+        parsed = parse_query(query)
+        compiled = compile_query(parsed)
+    except EqlSyntaxError as exc:
+        raise RuleLoadError(path, f"invalid query: {exc}") from None
+    threat = rule.get("threat") or []
+    if not isinstance(threat, list):
+        threat = [threat]
+    return Rule(
+        rule_id=rule["rule_id"].strip(),
+        name=rule["name"].strip(),
+        description=str(rule.get("description", "")).strip(),
+        severity=str(rule.get("severity", "")),
+        risk_score=rule.get("risk_score"),
+        type=rtype,
+        language=lang,
+        query=query,
+        threat=[t for t in threat if isinstance(t, dict)],
+        tags=_str_list(rule.get("tags")),
+        references=_str_list(rule.get("references")),
+        source_path=path,
+        compiled=compiled,
+        parsed=parsed,
+    )
+
+
+def load_rules(paths: List[Union[str, Path]]) -> Tuple[List[Rule], List[RuleLoadError]]:
+    """Load rule files and directories (every ``*.toml`` inside, sorted, not recursive).
+
+    Returns ``(rules, errors)``.  A later rule with an already seen ``rule_id`` replaces the
+    earlier one (keeping
+    its position) and a warning is logged on the ``auditimds`` logger.  A missing path is reported
+    as an error.
+    """
+    files: List[Path] = []
+    errors: List[RuleLoadError] = []
+    for p in paths:
+        p = Path(p)
+        if p.is_dir():
+            files.extend(sorted(x for x in p.glob("*.toml") if x.is_file()))
+        elif p.exists():
+            files.append(p)
+        else:
+            errors.append(RuleLoadError(p, "no such file or directory"))
+    by_id: Dict[str, Rule] = {}
+    for f in files:
+        try:
+            rule = load_rule(f)
+        except RuleLoadError as exc:
+            errors.append(exc)
+            continue
+        prev = by_id.get(rule.rule_id)
+        if prev is not None:
+            log.warning(
+                "rule %s (%s) from %s replaces the one from %s", rule.rule_id, rule.name, f, prev.source_path
+            )
+        by_id[rule.rule_id] = rule
+    return list(by_id.values()), errors

@@ -1,0 +1,281 @@
+"""Streaming evaluation of compiled EQL queries with Elasticsearch's sequence semantics.
+
+``/work/shared/docs/eql-semantics.md`` §2.1 and §5.1.  For each join-key tuple there is one pending slot per
+stage (the last stage never waits: completing it emits a match):
+
+* a new stage-0 match overwrites that key's stage-0 slot;
+* an event matching stage ``k > 0`` takes the sequence pending in slot ``k-1`` for its key,
+  provided the event is
+  strictly later in ``(ts, seq)`` order than that sequence's last event and within ``maxspan`` of its FIRST
+  event (inclusive: ``ts - first_ts <= maxspan``), moves it to slot ``k`` (overwriting) and clears
+  slot ``k-1``;
+  an expired candidate is dropped;
+* stages are tried from the last to the first for every event, so an event moves a given sequence at most one
+  step; the same event may still start a new sequence at stage 0;
+* join keys = the sequence's ``by`` values + the stage's own ``by`` values; events with a missing
+  key value don't
+  take part (unless the key field is written ``?field``); keys compare exactly;
+* ``until``: an event matching the until stage drops every pending sequence of its key.
+
+Memory is bounded: pending sequences older than ``maxspan`` are dropped lazily when touched and by
+a sweep that
+runs whenever event time has advanced by half a maxspan (``prune(now)`` can also be called by the caller), and
+each slot table holds at most ``max_keys`` keys (least recently written evicted first, counted in
+``evicted``).
+"""
+
+from __future__ import annotations
+
+from collections import OrderedDict
+from typing import Any, Callable, Dict, List, Mapping, Tuple
+from typing import Sequence as Seq
+
+from .eql_parser import EventQuery, Field, Query, Sequence
+
+__all__ = ["CompiledQuery", "EventMatcher", "SequenceMatcher", "NOKEY"]
+
+Predicate = Callable[[Mapping[str, Any]], bool]
+
+
+class _NoKey:
+    __slots__ = ()
+
+    def __repr__(self) -> str:
+        return "NOKEY"
+
+
+NOKEY: Any = _NoKey()
+
+
+def _make_keyfn(fields: Seq[Field]) -> Callable[[Mapping[str, Any]], Any]:
+    """Generate ``key(ev)`` returning the join-key tuple or :data:`NOKEY` if a mandatory key is missing.
+
+    Multi-valued key values: ``[]`` is missing, ``[x]`` is ``x``, longer lists become a tuple (exact match of
+    the whole list; ES has no exact equivalent, documented deviation).
+    """
+    lines = ["def key(ev, _list=list, _tuple=tuple, NOKEY=NOKEY):"]
+    names = []
+    for i, f in enumerate(fields):
+        v = f"k{i}"
+        names.append(v)
+        lines.append(f"    {v} = ev[{f.name!r}]")
+        lines.append(f"    if {v}.__class__ is _list:")
+        lines.append(f"        {v} = None if not {v} else ({v}[0] if len({v}) == 1 else _tuple({v}))")
+        if not f.optional:
+            lines.append(f"    if {v} is None:")
+            lines.append("        return NOKEY")
+    lines.append(f"    return ({', '.join(names)}{',' if len(names) == 1 else ''})")
+    ns: Dict[str, Any] = {"NOKEY": NOKEY}
+    exec(compile("\n".join(lines) + "\n", "<eql:key>", "exec"), ns)  # noqa: S102
+    return ns["key"]  # type: ignore[no-any-return]
+
+
+def _category_matches(cat: Any, wanted: str | None) -> bool:
+    if wanted is None:
+        return True
+    if cat.__class__ is list:
+        return wanted in cat
+    return bool(cat == wanted)
+
+
+class CompiledQuery:
+    """Common interface of compiled queries.
+
+    * ``process(ev, ts_ns, seq) -> list[list[Mapping]]``: feed one event (callers feed events in nondecreasing
+      ``(ts_ns, seq)`` order); returns the matches it completes, each the list of the stage events in order.
+    * ``fields``: frozenset of field names the query reads (``event.category`` included).
+    * ``categories``: frozenset of event categories the query uses, or ``None`` if it uses ``any``
+      (every event
+      may matter).  Events whose ``event.category`` is not in it can be skipped by the caller.
+    """
+
+    query: Query
+    fields: frozenset
+    categories: frozenset | None
+
+    def process(self, ev: Mapping[str, Any], ts_ns: int, seq: int) -> List[List[Mapping[str, Any]]]:
+        raise NotImplementedError
+
+    def prune(self, now_ts_ns: int) -> None:
+        """Drop state that can no longer produce a match at time ``now_ts_ns`` (no-op for event queries)."""
+
+    @property
+    def pending(self) -> int:
+        """Number of pending (partial) sequences held."""
+        return 0
+
+
+class EventMatcher(CompiledQuery):
+    """A plain ``<category> where <expr>`` query."""
+
+    def __init__(self, query: EventQuery, pred: Predicate, fields: frozenset) -> None:
+        self.query = query
+        self.pred = pred
+        self.fields = fields
+        self.category = query.category
+        self.categories = None if query.category is None else frozenset([query.category])
+
+    def process(self, ev: Mapping[str, Any], ts_ns: int, seq: int) -> List[List[Mapping[str, Any]]]:
+        want = self.category
+        if want is not None:
+            cat = ev["event.category"]
+            if cat != want and not (cat.__class__ is list and want in cat):
+                return []
+        if self.pred(ev):
+            return [[ev]]
+        return []
+
+
+class SequenceMatcher(CompiledQuery):
+    """The per-key sequence state machine."""
+
+    def __init__(
+        self,
+        query: Sequence,
+        preds: List[Predicate],
+        until: Predicate | None,
+        fields: frozenset,
+        max_keys: int = 100_000,
+    ) -> None:
+        if len(preds) != len(query.stages) or len(preds) < 2:
+            raise ValueError("a sequence needs one predicate per stage and at least two stages")
+        self.query = query
+        self.fields = fields
+        self.preds = preds
+        self.n = len(preds)
+        self.maxspan: int | None = query.maxspan_ns
+        self.max_keys = max_keys
+        self.keyfns = [_make_keyfn(list(query.by) + list(s.by)) for s in query.stages]
+        self.until_pred = until
+        self.until_key = (
+            _make_keyfn(list(query.by) + list(query.until.by)) if query.until is not None else None
+        )
+        self.until_cat = query.until.category if query.until is not None else None
+        # slots[k] = key -> [first_ts, last_ts, last_seq, events]; k in 0 .. n-2
+        self.slots: List[OrderedDict[Any, list]] = [OrderedDict() for _ in range(self.n - 1)]
+        # stats
+        self.evicted = 0
+        self.expired = 0
+        self.matches = 0
+        # category dispatch: category -> stage indexes, last stage first
+        cats = [s.category for s in query.stages]
+        any_stages = tuple(k for k in range(self.n - 1, -1, -1) if cats[k] is None)
+        self._any_stages = any_stages
+        self._dispatch: Dict[Any, Tuple[int, ...]] = {}
+        for c in {c for c in cats if c is not None}:
+            self._dispatch[c] = tuple(k for k in range(self.n - 1, -1, -1) if cats[k] in (c, None))
+        all_cats = set(cats)
+        if query.until is not None:
+            all_cats.add(query.until.category)
+        self.categories = None if None in all_cats else frozenset(all_cats)  # type: ignore[arg-type]
+        self._multi_cache: Dict[Tuple[Any, ...], Tuple[int, ...]] = {}
+        self._sweep_every = max(self.maxspan // 2, 1_000_000) if self.maxspan is not None else None
+        self._next_sweep: int | None = None
+
+    # -- state inspection
+    @property
+    def pending(self) -> int:
+        return sum(len(d) for d in self.slots)
+
+    def _stages_for(self, cat: Any) -> Tuple[int, ...]:
+        if cat.__class__ is str:
+            return self._dispatch.get(cat, self._any_stages)
+        if cat.__class__ is list:
+            if len(cat) == 1:
+                c0 = cat[0]
+                return self._dispatch.get(c0, self._any_stages) if c0.__class__ is str else self._any_stages
+            key = tuple(c for c in cat if c.__class__ is str)
+            r = self._multi_cache.get(key)
+            if r is None:
+                ks = set(self._any_stages)
+                for c in key:
+                    ks.update(self._dispatch.get(c, ()))
+                r = tuple(sorted(ks, reverse=True))
+                if len(self._multi_cache) < 1024:
+                    self._multi_cache[key] = r
+            return r
+        return self._any_stages
+
+    # -- maintenance
+    def prune(self, now_ts_ns: int) -> None:
+        maxspan = self.maxspan
+        if maxspan is None:
+            return
+        limit = now_ts_ns - maxspan
+        for d in self.slots:
+            # slot tables are ordered by insertion time; once the oldest entry is still alive, everything left
+            # was inserted within the last maxspan (so memory stays bounded by the event rate * maxspan)
+            while d:
+                first_key = next(iter(d))
+                if d[first_key][0] < limit:
+                    del d[first_key]
+                    self.expired += 1
+                else:
+                    break
+
+    def _put(self, d: OrderedDict[Any, list], key: Any, rec: list) -> None:
+        if key in d:
+            del d[key]
+        d[key] = rec
+        if len(d) > self.max_keys:
+            d.popitem(last=False)
+            self.evicted += 1
+
+    # -- the hot path
+    def process(self, ev: Mapping[str, Any], ts_ns: int, seq: int) -> List[List[Mapping[str, Any]]]:
+        stages = self._stages_for(ev["event.category"])
+        if self._sweep_every is not None:
+            nxt = self._next_sweep
+            if nxt is None:
+                self._next_sweep = ts_ns + self._sweep_every
+            elif ts_ns >= nxt:
+                self.prune(ts_ns)
+                self._next_sweep = ts_ns + self._sweep_every
+        slots = self.slots
+        if self.until_pred is not None and _category_matches(ev["event.category"], self.until_cat):
+            if any(slots) and self.until_pred(ev):
+                key = self.until_key(ev)  # type: ignore[misc]
+                if key is not NOKEY:
+                    for d in slots:
+                        d.pop(key, None)
+        if not stages:
+            return []
+        out: List[List[Mapping[str, Any]]] = []
+        last = self.n - 1
+        maxspan = self.maxspan
+        preds = self.preds
+        for k in stages:
+            if k:
+                prev = slots[k - 1]
+                if not prev or not preds[k](ev):
+                    continue
+                key = self.keyfns[k](ev)
+                if key is NOKEY:
+                    continue
+                rec = prev.get(key)
+                if rec is None:
+                    continue
+                if maxspan is not None and ts_ns - rec[0] > maxspan:
+                    del prev[key]
+                    self.expired += 1
+                    continue
+                lts = rec[1]
+                if not (lts < ts_ns or (lts == ts_ns and rec[2] < seq)):
+                    continue  # not strictly later than the previous stage's event (same event fed twice)
+                del prev[key]
+                rec[1] = ts_ns
+                rec[2] = seq
+                rec[3].append(ev)
+                if k == last:
+                    self.matches += 1
+                    out.append(rec[3])
+                else:
+                    self._put(slots[k], key, rec)
+            else:
+                if not preds[0](ev):
+                    continue
+                key = self.keyfns[0](ev)
+                if key is NOKEY:
+                    continue
+                self._put(slots[0], key, [ts_ns, ts_ns, seq, [ev]])
+        return out

@@ -1,0 +1,128 @@
+"""The command line as a user runs it: a real subprocess, exit codes, stdout/stderr contracts."""
+
+from __future__ import annotations
+
+import gzip
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+from tests.conftest import REPO
+
+FIXTURE = REPO / "tests" / "fixtures" / "host-a-dev_curl_creds.log"
+SEED = REPO / "config" / "rules" / "unusual_instance_metadata_service_api_request.toml"
+
+
+def cli(*args: str, cwd: Path = REPO) -> subprocess.CompletedProcess:
+    env = dict(os.environ, PYTHONPATH=str(REPO))
+    return subprocess.run([sys.executable, "-m", "auditimds", *args], capture_output=True, text=True,
+                          cwd=cwd, env=env, timeout=120)
+
+
+def test_scan_writes_only_alerts_to_stdout_and_a_summary_to_stderr():
+    r = cli("scan", "--host-id", "h", str(FIXTURE))
+    assert r.returncode == 0, r.stderr
+    (alert,) = [json.loads(ln) for ln in r.stdout.splitlines()]
+    assert alert["rule"]["name"] == "Unusual Instance Metadata Service (IMDS) API Request"
+    assert alert["host"]["id"] == "h"
+    assert "38 lines" in r.stderr and "1 alerts" in r.stderr and "malformed" in r.stderr
+    assert r.stderr.count("\n") == 1  # one summary line, no progress bar when stderr is not a terminal
+
+
+def test_gzip_and_several_files_in_order(tmp_path):
+    lines = FIXTURE.read_bytes().splitlines(keepends=True)
+    # the exec part in an older rotated, compressed file; the connect in the current file
+    cut = next(i for i, ln in enumerate(lines) if b"syscall=42" in ln)
+    (tmp_path / "audit.log.1").write_bytes(gzip.compress(b"".join(lines[:cut])))
+    (tmp_path / "audit.log").write_bytes(b"".join(lines[cut:]))
+    r = cli("scan", str(tmp_path / "audit.log.1"), str(tmp_path / "audit.log"))
+    assert r.returncode == 0 and len(r.stdout.splitlines()) == 1, r.stderr
+    assert "2 file(s)" in r.stderr
+
+
+def test_events_command_writes_ecs_events():
+    r = cli("events", str(FIXTURE))
+    assert r.returncode == 0
+    evs = [json.loads(ln) for ln in r.stdout.splitlines()]
+    assert [e["event"]["action"] for e in evs] == ["exec", "exec", "exec", "connection_attempted"]
+
+
+def test_alert_ids_are_stable_across_runs():
+    a = cli("scan", "--host-id", "h", str(FIXTURE)).stdout
+    b = cli("scan", "--host-id", "h", str(FIXTURE)).stdout
+    assert json.loads(a)["alert"]["id"] == json.loads(b)["alert"]["id"]
+
+
+def one_line_error(r: subprocess.CompletedProcess, text: str) -> None:
+    assert r.returncode == 2
+    assert r.stdout == ""
+    assert "Traceback" not in r.stderr
+    lines = r.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("auditimds: error:") and text in lines[0], r.stderr
+
+
+def test_usage_errors(tmp_path):
+    one_line_error(cli(), "command is required")
+    one_line_error(cli("scan"), "FILE")
+    one_line_error(cli("frobnicate"), "invalid choice")
+    one_line_error(cli("scan", "--bogus", str(FIXTURE)), "unrecognized arguments")
+    one_line_error(cli("scan", str(tmp_path / "nope.log")), "no such file")
+    one_line_error(cli("scan", str(FIXTURE), str(tmp_path / "nope.log")), "nope.log: no such file")
+    one_line_error(cli("scan", str(tmp_path)), "is a directory")
+    one_line_error(cli("scan", "--rules", str(tmp_path / "none.toml"), str(FIXTURE)), "no such file")
+    one_line_error(cli("scan", "--no-builtin-rules", str(FIXTURE)), "no rules loaded")
+    bad = tmp_path / "bad.gz"
+    bad.write_bytes(gzip.compress(b"type=SYSCALL x\n" * 5000)[:40])
+    one_line_error(cli("scan", str(bad)), "bad.gz")
+
+
+def test_unreadable_file_names_the_fix(tmp_path):
+    if os.geteuid() == 0:
+        # root reads anything; use an unprivileged user when there is one
+        import pwd
+
+        try:
+            pwd.getpwnam("nobody")
+        except KeyError:
+            return
+        secret = tmp_path / "audit.log"
+        secret.write_bytes(FIXTURE.read_bytes())
+        secret.chmod(0o600)
+        tmp_path.chmod(0o755)
+        env = dict(os.environ, PYTHONPATH=str(REPO))
+        r = subprocess.run(["setpriv", "--reuid=nobody", "--regid=nogroup", "--clear-groups",
+                            sys.executable, "-m", "auditimds", "scan", str(secret)],
+                           capture_output=True, text=True, env=env, cwd="/")
+        one_line_error(r, "permission denied")
+        assert "log_group" in r.stderr
+
+
+def test_rules_option_adds_and_replaces_with_a_warning(tmp_path):
+    # the same rule id from another file replaces the built-in one, with a warning
+    text = SEED.read_text().replace('name = "Unusual Instance Metadata Service (IMDS) API Request"',
+                                    'name = "Local copy of the IMDS rule"')
+    (tmp_path / "copy.toml").write_text(text)
+    r = cli("scan", "--rules", str(tmp_path), str(FIXTURE))
+    assert r.returncode == 0, r.stderr
+    (alert,) = [json.loads(ln) for ln in r.stdout.splitlines()]
+    assert alert["rule"]["name"] == "Local copy of the IMDS rule"
+    assert "replace" in r.stderr.lower()
+
+
+def test_refused_rule_is_skipped_with_one_warning(tmp_path):
+    (tmp_path / "broken.toml").write_text("[rule]\nrule_id='x'\nname='x'\ntype='eql'\nlanguage='eql'\n"
+                                          "query='''process where process.name = \"x\"'''\n")
+    (tmp_path / "kql.toml").write_text("[rule]\nrule_id='y'\nname='y'\ntype='query'\nlanguage='kuery'\n"
+                                       "query='process.name: x'\n")
+    r = cli("scan", "--rules", str(tmp_path), str(FIXTURE))
+    assert r.returncode == 0, r.stderr
+    assert len(r.stdout.splitlines()) == 1  # the built-in rule still runs
+    warnings = [ln for ln in r.stderr.splitlines() if "warning" in ln]
+    assert len(warnings) == 2 and any("broken.toml" in w for w in warnings) and any("kql.toml" in w for w in warnings)
+
+
+def test_version():
+    r = cli("--version")
+    assert r.returncode == 0 and r.stdout.startswith("auditimds ")
