@@ -7,6 +7,7 @@ Errors are one line on stderr and exit code 2, never a traceback.  `scan` writes
 from __future__ import annotations
 
 import argparse
+import gc
 import json
 import logging
 import os
@@ -224,6 +225,9 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Optional[Sequence[str]] = None) -> int:
+    # Millions of short-lived small objects and few cycles: collect the youngest generation less often
+    # (about 10 % of scan time with the default threshold of 700).
+    gc.set_threshold(50_000, 20, 100)
     logging.basicConfig(format="auditimds: %(levelname)s: %(message)s", level=logging.WARNING)
     parser = build_parser()
     try:
@@ -248,5 +252,23 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         return 130
 
 
+def run_and_exit() -> None:
+    """Console entry point: run, flush, and leave without tearing down the heap.
+
+    A scan ends with a process table and rule state of tens of thousands of small objects; letting the
+    interpreter free them one by one adds a noticeable fraction of a second to every invocation.
+    """
+    rc = main()
+    try:
+        sys.stdout.flush()
+    except (BrokenPipeError, ValueError, OSError):
+        pass
+    try:
+        sys.stderr.flush()
+    except (ValueError, OSError):
+        pass
+    os._exit(rc)
+
+
 if __name__ == "__main__":
-    sys.exit(main())
+    run_and_exit()

@@ -22,6 +22,44 @@ def _decode_arg(value: bytes) -> bytes:
 
 def rebuild_argv(records: Sequence[Raw]) -> Tuple[List[str], bool]:
     """Return (argv, truncated).  Records must be in file order."""
+    if len(records) == 1:
+        fast = _single_record(*records[0])
+        if fast is not None:
+            return fast, False
+    return _general(records)
+
+
+def _single_record(line: bytes, body: int) -> "List[str] | None":
+    """Fast path for the usual case: one EXECVE record, `argc=N a0=.. a(N-1)=..` in order, nothing split.
+
+    EXECVE records carry no ENRICHED tail (auditd only interprets ids, arch, syscall and saddr).
+    Returns None whenever the record is anything else, and the general path decides.
+    """
+    toks = line[body:].split()
+    if not toks or not toks[0].startswith(b"argc="):
+        return None
+    try:
+        argc = int(toks[0][5:])
+    except ValueError:
+        return None
+    if argc != len(toks) - 1:
+        return None
+    argv: List[str] = []
+    append = argv.append
+    for i, tok in enumerate(toks[1:]):
+        eq = tok.find(b"=")
+        if eq < 0 or tok[1:eq] != str(i).encode():
+            return None
+        v = tok[eq + 1 :]
+        if v[:1] == b'"' and v[-1:] == b'"' and len(v) >= 2:
+            append(v[1:-1].decode("utf-8", "backslashreplace"))
+        else:
+            d = decode(v, True)
+            append(b"" if d is None else d.decode("utf-8", "backslashreplace"))
+    return argv
+
+
+def _general(records: Sequence[Raw]) -> Tuple[List[str], bool]:
     whole: Dict[int, bytes] = {}
     chunks: Dict[int, Dict[int, bytes]] = {}
     argc = -1

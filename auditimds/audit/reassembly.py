@@ -169,15 +169,16 @@ class Reassembler:
         ev.last_wall = now
         ev.seen_sec = self._newest_sec
         raw = (line, body)
-        if rtype == b"SYSCALL":
-            ev.syscall = raw
-        elif rtype == b"EXECVE":
-            ev.execve.append(raw)
-        elif rtype == b"PROCTITLE":
+        # most frequent first: every event has SYSCALL and PROCTITLE, execs add CWD and EXECVE
+        if rtype == b"PROCTITLE":
             ev.proctitle = raw
             self._complete(key, ev, COMPLETE_PROCTITLE)
+        elif rtype == b"SYSCALL":
+            ev.syscall = raw
         elif rtype == b"CWD":
             ev.cwd = raw
+        elif rtype == b"EXECVE":
+            ev.execve.append(raw)
         elif rtype == b"SOCKADDR":
             ev.sockaddr = raw
         elif rtype == b"SOCKETCALL":
@@ -232,16 +233,23 @@ class Reorder:
     syscall entry but it is written at exit, so a blocking call's records come late with an old stamp.
     Events are held until the log has moved `window_ms` past them (or until `release_all`), and are
     released with a monotonically increasing arrival number used as the tiebreaker downstream.
+
+    Memory stays bounded whatever the clock does: an event older than what was already released (a late
+    event, or time going backwards after a clock step, a reboot or concatenated logs) is released at
+    once and counted in `late`, and at most `max_held` events are held (the oldest go first).
     """
 
-    def __init__(self, emit: Callable[[AuditEvent, int], None], window_ms: int = 2000) -> None:
+    def __init__(self, emit: Callable[[AuditEvent, int], None], window_ms: int = 2000,
+                 max_held: int = 20000) -> None:
         self._emit = emit
         self.window_ms = window_ms
+        self.max_held = max_held
         self._heap: List[Tuple[int, int, int, AuditEvent]] = []
         self._arrival = 0
         self._released = 0
         self._newest = 0
-        self.late = 0  # events that arrived after newer ones had been released
+        self._frontier = -1  # newest time released so far
+        self.late = 0
 
     def __len__(self) -> int:
         return len(self._heap)
@@ -249,13 +257,16 @@ class Reorder:
     def push(self, ev: AuditEvent) -> None:
         ts = ev.ts_ms
         self._arrival += 1
-        if self.window_ms <= 0:
+        if self.window_ms <= 0 or ts < self._frontier:
             self._release(ev)
             return
-        heapq.heappush(self._heap, (ts, ev.serial, self._arrival, ev))
+        heap = self._heap
+        heapq.heappush(heap, (ts, ev.serial, self._arrival, ev))
         if ts > self._newest:
             self._newest = ts
             self.release_until(ts - self.window_ms)
+        if len(heap) > self.max_held:
+            self._release(heapq.heappop(heap)[3])
 
     def release_until(self, ts_ms: int) -> None:
         heap = self._heap
@@ -269,10 +280,9 @@ class Reorder:
 
     def _release(self, ev: AuditEvent) -> None:
         self._released += 1
-        if ev.ts_ms < self._last_ts:
+        ts = ev.ts_ms
+        if ts < self._frontier:
             self.late += 1
         else:
-            self._last_ts = ev.ts_ms
+            self._frontier = ts
         self._emit(ev, self._released)
-
-    _last_ts = 0

@@ -11,6 +11,7 @@ fields that the kernel may encode), `(null)`, or a bare token whose base depends
 
 from __future__ import annotations
 
+import re
 from typing import Dict, NamedTuple, Optional
 
 # Record types the detector reads.  Everything else is skipped with one set lookup.
@@ -37,9 +38,10 @@ ENCODED_FIELDS = frozenset(
 
 _HEX = frozenset(b"0123456789ABCDEFabcdef")
 
-# Separators that stand for ENRICHED's 0x1D after the line went through a shipper: the byte itself,
-# rsyslog's "#035", and the literal text "\u001D" (or lower-case) written by some collectors.
-_ENRICH_SEPARATORS = (b"\x1d", b"#035", b"\\u001D", b"\\u001d")
+# ENRICHED's 0x1D after the line went through a shipper: rsyslog writes "#035", some collectors the literal
+# text "\u001D".  Those forms count only when an upper-case enrichment key follows (ARCH=, UID=...), so a
+# value that merely contains the text (a URL with "#035" in it) is never cut.
+_MANGLED_SEPARATOR = re.compile(rb"(?:#035|\\u001[dD])(?=[A-Z][A-Z0-9_]*=)")
 
 NULL_VALUES = frozenset({b"(null)", b"(none)", b"?"})
 
@@ -112,25 +114,28 @@ def parse_event_id(eid: bytes) -> Optional[tuple[int, int, int]]:
         return None
 
 
-def kernel_part(line: bytes, body: int) -> bytes:
-    """The raw (authoritative) part of the body: everything before the ENRICHED separator."""
+def _separator(line: bytes, body: int) -> "tuple[int, int]":
+    """(start, end) of the ENRICHED separator in `line`, or (-1, -1)."""
     gs = line.find(b"\x1d", body)
     if gs >= 0:
-        return line[body:gs]
-    for sep in _ENRICH_SEPARATORS[1:]:
-        gs = line.find(sep, body)
-        if gs >= 0:
-            return line[body:gs]
-    return line[body:]
+        return gs, gs + 1
+    if b"#035" in line or b"\\u001" in line:
+        m = _MANGLED_SEPARATOR.search(line, body)
+        if m is not None:
+            return m.start(), m.end()
+    return -1, -1
+
+
+def kernel_part(line: bytes, body: int) -> bytes:
+    """The raw (authoritative) part of the body: everything before the ENRICHED separator."""
+    start, _ = _separator(line, body)
+    return line[body:] if start < 0 else line[body:start]
 
 
 def enrichment(line: bytes, body: int) -> bytes:
     """The ENRICHED tail (interpreted fields) or b"" when there is none."""
-    for sep in _ENRICH_SEPARATORS:
-        gs = line.find(sep, body)
-        if gs >= 0:
-            return line[gs + len(sep) :]
-    return b""
+    _, end = _separator(line, body)
+    return b"" if end < 0 else line[end:]
 
 
 def parse_fields(raw: bytes) -> Dict[bytes, bytes]:

@@ -73,7 +73,7 @@ def basename(path: Optional[str]) -> Optional[str]:
 
 
 class ProcessTable:
-    def __init__(self, host_id: str, max_entries: int = 32768, resolver: Optional[Resolver] = None) -> None:
+    def __init__(self, host_id: str, max_entries: int = 16384, resolver: Optional[Resolver] = None) -> None:
         self.host_id = host_id
         self.max_entries = max_entries
         self.resolver = resolver

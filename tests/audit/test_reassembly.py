@@ -162,3 +162,32 @@ type=SYSCALL msg=audit(100.000:1): arch=c000003e syscall=42 ppid=1 pid=9
 type=PROCTITLE msg=audit(100.000:1): proctitle="a"
 """), 0.0)
     assert got == [2, 1] and ro.late == 1
+
+
+def test_reorder_memory_is_bounded_when_time_goes_backwards():
+    """A clock step back (or concatenated logs) must not make the buffer hoard everything after it."""
+    got = []
+    ro = Reorder(lambda ev, seq: got.append(ev.serial), window_ms=1000, max_held=50)
+    r = Reassembler(ro.push)
+    serial = 0
+    for base in (1000, 500):  # second half is 500 s *earlier*
+        for i in range(300):
+            serial += 1
+            ts = f"{base + i // 10}.{(i % 10) * 100:03d}"
+            r.feed([f"type=SYSCALL msg=audit({ts}:{serial}): arch=c000003e syscall=42 ppid=1 pid=9".encode(),
+                    f"type=PROCTITLE msg=audit({ts}:{serial}): proctitle=\"x\"".encode()], 0.0)
+            assert len(ro) <= 50
+    # the first half was held at most 1 s of log time; the earlier half went out at once, counted late
+    assert len(got) >= 550 and ro.late >= 290
+    ro.release_all()
+    assert sorted(got) == list(range(1, 601))
+
+
+def test_reorder_cap_releases_oldest_first():
+    got = []
+    ro = Reorder(lambda ev, seq: got.append(ev.serial), window_ms=10**9, max_held=3)
+    r = Reassembler(ro.push)
+    for i in range(1, 6):
+        r.feed([f"type=SYSCALL msg=audit(100.{i:03d}:{i}): arch=c000003e syscall=42 ppid=1 pid=9".encode(),
+                f"type=PROCTITLE msg=audit(100.{i:03d}:{i}): proctitle=\"x\"".encode()], 0.0)
+    assert got == [1, 2] and len(ro) == 3

@@ -1,0 +1,113 @@
+"""Persist the follower's state (e.g. `{"position": Position.to_dict(), ...}`) across restarts.
+
+The file is JSON: `{"version": 1, "saved_at": "<UTC ISO 8601>", "state": {...}}`, mode 0600, replaced
+atomically (temporary file in the same directory, fsync, rename, fsync of the directory): after a crash
+it holds either the old or the new state, never a mix.  A state file that cannot be used is an error
+the user must resolve (`CheckpointError`, one line): silently starting from scratch would lose or
+repeat events without anyone noticing.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import stat
+import tempfile
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any, Dict, Optional
+
+STATE_VERSION = 1
+MAX_STATE_BYTES = 16 << 20
+
+
+class CheckpointError(Exception):
+    """The state file cannot be read or written; the message is one line meant for the user."""
+
+
+def _fresh(path: Path) -> str:
+    return f"remove {path} to start fresh (auditimds then starts as --start says)"
+
+
+def save_state(path: Path, state: Dict[str, Any]) -> None:
+    """Write `state` (JSON-serialisable) atomically to `path`, mode 0600.  Raises CheckpointError."""
+    path = Path(path)
+    doc = {
+        "version": STATE_VERSION,
+        "saved_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        "state": state,
+    }
+    data = (json.dumps(doc, indent=1, sort_keys=True) + "\n").encode("utf-8")  # TypeError is a bug: not caught
+    directory = path.parent
+    try:
+        directory.mkdir(mode=0o700, parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=str(directory))  # mode 0600
+    except OSError as e:
+        raise CheckpointError(f"cannot write state file {path}: {e.strerror or e}") from None
+    try:
+        try:
+            os.fchmod(fd, 0o600)
+            view = memoryview(data)
+            while view:
+                n = os.write(fd, view)
+                view = view[n:]
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+        os.replace(tmp, str(path))
+    except OSError as e:
+        try:
+            os.unlink(tmp)
+        except OSError:
+            pass
+        raise CheckpointError(f"cannot write state file {path}: {e.strerror or e} (the previous state is "
+                              "kept)") from None
+    try:
+        dfd = os.open(str(directory), os.O_RDONLY | getattr(os, "O_DIRECTORY", 0))
+        try:
+            os.fsync(dfd)
+        finally:
+            os.close(dfd)
+    except OSError:
+        pass  # the rename is done; some filesystems cannot fsync a directory
+
+
+def load_state(path: Path) -> Optional[Dict[str, Any]]:
+    """The state saved by save_state, or None if there is no state file.  Raises CheckpointError."""
+    path = Path(path)
+    try:
+        st = os.stat(path)
+    except FileNotFoundError:
+        return None
+    except OSError as e:
+        raise CheckpointError(f"cannot read state file {path}: {e.strerror or e}") from None
+    if not stat.S_ISREG(st.st_mode):
+        raise CheckpointError(f"state file {path} is not a regular file; {_fresh(path)}")
+    if st.st_size > MAX_STATE_BYTES:
+        raise CheckpointError(f"state file {path} is implausibly large ({st.st_size} bytes); {_fresh(path)}")
+    try:
+        raw = path.read_bytes()
+    except FileNotFoundError:
+        return None
+    except OSError as e:
+        raise CheckpointError(f"cannot read state file {path}: {e.strerror or e} (fix its permissions, or "
+                              f"{_fresh(path)})") from None
+    try:
+        doc = json.loads(raw.decode("utf-8"))
+    except UnicodeDecodeError:
+        raise CheckpointError(f"state file {path} is corrupt (not UTF-8); {_fresh(path)}") from None
+    except json.JSONDecodeError as e:
+        raise CheckpointError(f"state file {path} is corrupt (not JSON: {e.msg} at line {e.lineno} column "
+                              f"{e.colno}); {_fresh(path)}") from None
+    if not isinstance(doc, dict) or "version" not in doc:
+        raise CheckpointError(f"state file {path} is not an auditimds state file (no version field); "
+                              f"{_fresh(path)}")
+    version = doc["version"]
+    if version != STATE_VERSION or isinstance(version, bool):
+        raise CheckpointError(f"state file {path} has version {version!r}, this auditimds understands version "
+                              f"{STATE_VERSION} only (written by another release?); upgrade auditimds, or "
+                              f"{_fresh(path)}")
+    state = doc.get("state")
+    if not isinstance(state, dict):
+        raise CheckpointError(f"state file {path} is corrupt (no state object); {_fresh(path)}")
+    return state
