@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any, Dict, List, Optional, Sequence, TextIO
 
 from . import __version__
+from .rules.builtin import builtin_rules_dir
 
 log = logging.getLogger("auditimds")
 
@@ -53,18 +54,6 @@ def host_identity(args: argparse.Namespace) -> "tuple[str, str]":
 
 
 # -- rules ------------------------------------------------------------------------------------------------
-
-
-def builtin_rules_dir() -> Path:
-    """config/rules, installed as the package `auditimds.builtin_rules` (see pyproject.toml)."""
-    import importlib.util
-
-    spec = importlib.util.find_spec("auditimds.builtin_rules")
-    if spec is not None and spec.submodule_search_locations:
-        for loc in spec.submodule_search_locations:
-            if Path(loc).is_dir():
-                return Path(loc)
-    return Path(__file__).resolve().parent.parent / "config" / "rules"
 
 
 def load_rule_set(extra: Sequence[str], builtin: bool) -> List[Any]:
@@ -193,6 +182,60 @@ def cmd_events(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def _run_overrides(args: argparse.Namespace) -> Dict[str, Any]:
+    o: Dict[str, Any] = {
+        "input_path": args.log,
+        "output_jsonl": args.alerts_jsonl,
+        "state_dir": args.state_dir,
+        "start": args.start,
+        "host_id": args.host_id,
+        "host_name": args.host_name,
+    }
+    if args.no_builtin_rules:
+        o["builtin_rules"] = False
+    if args.no_stdout:
+        o["output_stdout"] = False
+    return o
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    from .config import ConfigError, load_config
+    from .daemon import DaemonError, run_daemon
+
+    overrides = _run_overrides(args)
+    extra_rules = list(args.rules)
+    try:
+        cfg = load_config(args.config).with_overrides(**overrides)
+    except ConfigError as e:
+        raise UsageError(str(e)) from None
+    if not args.verbose:
+        logging.getLogger("auditimds").setLevel(cfg.log_level.upper())
+
+    def rules_for(c: Any) -> List[Any]:
+        return load_rule_set(list(c.rule_paths) + extra_rules, c.builtin_rules)
+
+    def host_for(c: Any) -> "tuple[str, str]":
+        return (c.host_id or machine_id(), c.host_name or socket.gethostname())
+
+    try:
+        return run_daemon(cfg, args.config, overrides, rules_for, host_for)
+    except DaemonError as e:
+        raise UsageError(str(e)) from None
+
+
+def cmd_check_config(args: argparse.Namespace) -> int:
+    from .config import ConfigError, describe, load_config
+
+    try:
+        cfg = load_config(args.file)
+    except ConfigError as e:
+        raise UsageError(str(e)) from None
+    load_rule_set(list(cfg.rule_paths), cfg.builtin_rules)
+    print("\n".join(describe(cfg)))
+    print(f"auditimds: {cfg.source}: configuration OK", file=sys.stderr)
+    return EXIT_OK
+
+
 # -- argument parsing ---------------------------------------------------------------------------------------
 
 
@@ -221,6 +264,26 @@ def build_parser() -> argparse.ArgumentParser:
     ev = sub.add_parser("events", help="print the ECS events built from audit logs as JSON lines")
     common(ev)
     ev.set_defaults(func=cmd_events)
+
+    rn = sub.add_parser("run", help="follow the live audit log and alert (the agent)")
+    rn.add_argument("--config", metavar="FILE",
+                    help="configuration file (default: /etc/auditimds/auditimds.toml if it exists)")
+    rn.add_argument("--log", metavar="PATH", help="audit log to follow (default /var/log/audit/audit.log)")
+    rn.add_argument("--alerts-jsonl", metavar="PATH", help="also append alerts to this JSON lines file")
+    rn.add_argument("--state-dir", metavar="DIR", help="where position and emitted alerts are kept")
+    rn.add_argument("--start", choices=("end", "beginning"), help="first start without state: where to begin")
+    rn.add_argument("--rules", action="append", default=[], metavar="PATH",
+                    help="add a detection-rules TOML file or a directory of them (repeatable)")
+    rn.add_argument("--no-builtin-rules", action="store_true", help="do not load the built-in rules")
+    rn.add_argument("--no-stdout", action="store_true", help="do not write alerts to standard output")
+    rn.add_argument("--host-id", help="host.id for lines without node= (default: /etc/machine-id)")
+    rn.add_argument("--host-name", help="host.name for lines without node= (default: this host's name)")
+    rn.add_argument("-v", "--verbose", dest="verbose_run", action="store_true", help="debug messages on stderr")
+    rn.set_defaults(func=cmd_run)
+
+    cc = sub.add_parser("check-config", help="validate a configuration file and print the effective configuration")
+    cc.add_argument("file", nargs="?", metavar="FILE", help="default: /etc/auditimds/auditimds.toml")
+    cc.set_defaults(func=cmd_check_config)
     return p
 
 
@@ -232,10 +295,12 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     parser = build_parser()
     try:
         args = parser.parse_args(argv)
+        if getattr(args, "verbose_run", False):
+            args.verbose = True
         if args.verbose:
-            logging.getLogger("auditimds").setLevel(logging.INFO)
+            logging.getLogger("auditimds").setLevel(logging.DEBUG)
         if not getattr(args, "func", None):
-            raise UsageError("a command is required: scan or events (see 'auditimds --help')")
+            raise UsageError("a command is required: scan, events, run or check-config (see 'auditimds --help')")
         return int(args.func(args))
     except UsageError as e:
         print(f"auditimds: error: {e}", file=sys.stderr)

@@ -56,13 +56,35 @@ class Pipeline:
         self.reassembler = Reassembler(
             self.reorder.push, max_in_flight=max_in_flight, log_timeout=log_timeout, wall_timeout=wall_timeout
         )
-        self._by_category: Dict[str, List[Any]] = {}
+        self._warned: set = set()
+        self.set_rules(rules)
+
+    def set_rules(self, rules: Sequence[Any]) -> None:
+        """Replace the rule set (config reload).  Pending sequences of the old rules are dropped."""
+        self.rules = list(rules)
+        by_category: Dict[str, List[Any]] = {}
         for r in self.rules:
             cats = getattr(r.compiled, "categories", None) or {"any"}
             for c in cats:
-                self._by_category.setdefault(c, []).append(r)
-        self._any_rules = self._by_category.pop("any", [])
-        self._warned: set = set()
+                by_category.setdefault(c, []).append(r)
+        self._any_rules = by_category.pop("any", [])
+        self._by_category = by_category
+
+    @property
+    def newest_ts_ms(self) -> int:
+        """Time of the newest event released to the rules (log time, ms); -1 before the first."""
+        return self.reorder.frontier
+
+    @property
+    def max_maxspan_ms(self) -> int:
+        """The longest sequence window of the loaded rules (how far back a restart must re-read)."""
+        spans = [getattr(r.compiled, "maxspan", None) or 0 for r in self.rules]
+        return max(spans, default=0) // 1_000_000
+
+    @property
+    def pending(self) -> int:
+        """Events still held by reassembly or ordering."""
+        return len(self.reassembler) + len(self.reorder)
 
     # -- input ------------------------------------------------------------------------------------------
 

@@ -7,8 +7,8 @@ from typing import Any, Dict, List, Optional
 
 import pytest
 
-from auditimds.cli import builtin_rules_dir
 from auditimds.pipeline import Pipeline
+from auditimds.rules.builtin import builtin_rules_dir
 from auditimds.rules.loader import load_rules
 from auditimds.source.reader import open_log, read_batches
 from tests.conftest import shared_path

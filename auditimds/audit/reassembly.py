@@ -254,6 +254,11 @@ class Reorder:
     def __len__(self) -> int:
         return len(self._heap)
 
+    @property
+    def frontier(self) -> int:
+        """Time (ms) of the newest event released so far; -1 before the first."""
+        return self._frontier
+
     def push(self, ev: AuditEvent) -> None:
         ts = ev.ts_ms
         self._arrival += 1

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from auditimds.cli import builtin_rules_dir
+from auditimds.rules.builtin import builtin_rules_dir
 from auditimds.rules.loader import load_rules
 from tests.conftest import REPO, UPSTREAM_RULES
 

@@ -1,0 +1,156 @@
+"""The configuration file (TOML) and its validation.
+
+Every key is declared in SCHEMA with its type; an unknown key, a wrong type or a bad value is a
+`ConfigError` whose message names the file and the key (`/etc/auditimds/auditimds.toml: [input] start:
+must be one of "end", "beginning", not "middle"`).  Command-line flags override the file.
+"""
+
+from __future__ import annotations
+
+import sys
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import Any, Dict, List, Optional, Tuple
+
+if sys.version_info >= (3, 11):
+    import tomllib
+else:  # pragma: no cover - exercised on Python < 3.11
+    import tomli as tomllib
+
+DEFAULT_CONFIG_PATH = "/etc/auditimds/auditimds.toml"
+DEFAULT_LOG = "/var/log/audit/audit.log"
+DEFAULT_STATE_DIR = "/var/lib/auditimds"
+
+
+class ConfigError(Exception):
+    """A configuration problem, as one line for the user."""
+
+
+@dataclass(frozen=True)
+class Config:
+    source: str = "<defaults>"
+    input_path: str = DEFAULT_LOG
+    start: str = "end"
+    state_dir: str = DEFAULT_STATE_DIR
+    rule_paths: Tuple[str, ...] = ()
+    builtin_rules: bool = True
+    output_stdout: bool = True
+    output_jsonl: Optional[str] = None
+    host_id: Optional[str] = None
+    host_name: Optional[str] = None
+    log_level: str = "info"
+    extra: Dict[str, Any] = field(default_factory=dict)
+
+    def with_overrides(self, **changes: Any) -> "Config":
+        return replace(self, **{k: v for k, v in changes.items() if v is not None})
+
+
+# section -> key -> (type, Config attribute, allowed values or None)
+SCHEMA: Dict[str, Dict[str, Tuple[type, str, Optional[Tuple[Any, ...]]]]] = {
+    "input": {
+        "path": (str, "input_path", None),
+        "start": (str, "start", ("end", "beginning")),
+    },
+    "state": {"dir": (str, "state_dir", None)},
+    "rules": {
+        "paths": (list, "rule_paths", None),
+        "builtin": (bool, "builtin_rules", None),
+    },
+    "output": {
+        "stdout": (bool, "output_stdout", None),
+        "jsonl": (str, "output_jsonl", None),
+    },
+    "host": {
+        "id": (str, "host_id", None),
+        "name": (str, "host_name", None),
+    },
+    "log": {"level": (str, "log_level", ("debug", "info", "warning", "error"))},
+}
+
+_TYPE_NAMES = {str: "a string", bool: "true or false", list: "a list of strings", int: "an integer"}
+
+
+def _check(source: str, section: str, key: str, value: Any, typ: type,
+           allowed: Optional[Tuple[Any, ...]]) -> Any:
+    where = f"{source}: [{section}] {key}"
+    if typ is bool:
+        ok = isinstance(value, bool)
+    elif typ is int:
+        ok = isinstance(value, int) and not isinstance(value, bool)
+    else:
+        ok = isinstance(value, typ)
+    if not ok:
+        raise ConfigError(f"{where}: must be {_TYPE_NAMES[typ]}, not {type(value).__name__} {value!r}")
+    if typ is list:
+        for i, item in enumerate(value):
+            if not isinstance(item, str) or not item:
+                raise ConfigError(f"{where}: item {i + 1} must be a non-empty string, not {item!r}")
+        return tuple(value)
+    if typ is str and not value:
+        raise ConfigError(f"{where}: must not be empty (remove the key to use the default)")
+    if allowed is not None and value not in allowed:
+        choices = ", ".join(f'"{a}"' for a in allowed)
+        raise ConfigError(f'{where}: must be one of {choices}, not "{value}"')
+    return value
+
+
+def parse_config(data: Dict[str, Any], source: str) -> Config:
+    values: Dict[str, Any] = {}
+    for section, body in data.items():
+        spec = SCHEMA.get(section)
+        if spec is None:
+            known = ", ".join(f"[{s}]" for s in SCHEMA)
+            raise ConfigError(f"{source}: unknown section [{section}] (known: {known})")
+        if not isinstance(body, dict):
+            raise ConfigError(f"{source}: {section} must be a table ([{section}]), not a value")
+        for key, value in body.items():
+            if key not in spec:
+                known = ", ".join(spec)
+                raise ConfigError(f"{source}: [{section}] unknown key '{key}' (known: {known})")
+            typ, attr, allowed = spec[key]
+            values[attr] = _check(source, section, key, value, typ, allowed)
+    return Config(source=source, **values)
+
+
+def load_config(path: Optional[str]) -> Config:
+    """Load `path`; None means the default file if it exists, else built-in defaults."""
+    if path is None:
+        if not Path(DEFAULT_CONFIG_PATH).exists():
+            return Config()
+        path = DEFAULT_CONFIG_PATH
+    p = Path(path)
+    try:
+        raw = p.read_bytes()
+    except FileNotFoundError:
+        raise ConfigError(f"{path}: no such file") from None
+    except IsADirectoryError:
+        raise ConfigError(f"{path}: is a directory, not a config file") from None
+    except PermissionError:
+        raise ConfigError(f"{path}: permission denied") from None
+    except OSError as e:
+        raise ConfigError(f"{path}: {e.strerror or e}") from None
+    try:
+        data = tomllib.loads(raw.decode("utf-8"))
+    except UnicodeDecodeError:
+        raise ConfigError(f"{path}: not UTF-8 text") from None
+    except tomllib.TOMLDecodeError as e:
+        raise ConfigError(f"{path}: invalid TOML: {e}") from None
+    return parse_config(data, str(path))
+
+
+def describe(cfg: Config) -> List[str]:
+    """The effective configuration as TOML-like lines (for logs and check-config)."""
+    out: List[str] = [f"# effective configuration (from {cfg.source})"]
+    for section, spec in SCHEMA.items():
+        out.append(f"[{section}]")
+        for key, (_typ, attr, _allowed) in spec.items():
+            v = getattr(cfg, attr)
+            if v is None:
+                out.append(f"# {key} not set")
+            elif isinstance(v, bool):
+                out.append(f"{key} = {'true' if v else 'false'}")
+            elif isinstance(v, tuple):
+                out.append(f"{key} = [" + ", ".join(f'"{x}"' for x in v) + "]")
+            else:
+                out.append(f'{key} = "{v}"')
+    return out

@@ -1,0 +1,367 @@
+"""`auditimds run`: follow the live audit log and alert, across rotations, restarts and crashes.
+
+    LogFollower (source/tail.py) ──batches──▶ Pipeline ──alerts──▶ dedupe by alert.id ──▶ stdout / JSONL
+
+* `Daemon.step(now)` reads everything available, processes it, applies wall-clock timeouts and
+  checkpoints; it never sleeps, so tests drive it line by line.  `Daemon.run()` is the loop: it waits on
+  inotify (source/watch.py) and only uses a timeout while something is pending (events in reassembly, a
+  log that is missing or unreadable, a checkpoint due), so an idle agent uses no CPU.
+* Restart without loss: the checkpoint holds a *resume* position far enough back to rebuild whatever was
+  open when the agent stopped — events being reassembled and partial rule sequences: the log is re-read
+  from a line at least (longest rule maxspan + reassembly timeout + margin) older than the newest event
+  processed.  Alerts found again on re-reading are recognised by their deterministic `alert.id`, persisted
+  with the checkpoint, and not emitted twice.  An alert is written (and flushed) before the checkpoint that
+  records it, and the checkpoint is written as soon as a step emitted an alert.
+* Events of auditimds itself and of its children are ignored; parents unknown to the process table are
+  looked up in /proc (the log is this host's own).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import signal
+import sys
+import time
+from collections import OrderedDict, deque
+from pathlib import Path
+from typing import Any, Callable, Deque, Dict, List, Optional, TextIO, Tuple
+
+from .alerts.sinks import dumps
+from .audit.records import parse_event_id, split_header
+from .config import Config, ConfigError, load_config
+from .ecs.procfs import ProcResolver
+from .pipeline import Pipeline
+from .source.checkpoint import CheckpointError, load_state, save_state
+from .source.tail import LogFollower, Position
+
+log = logging.getLogger("auditimds")
+
+STATE_FILE = "state.json"
+REASSEMBLY_TIMEOUT_S = 2
+RESUME_MARGIN_MS = 2000
+CHECKPOINT_INTERVAL_S = 1.0
+
+
+class DaemonError(Exception):
+    """A problem that stops the daemon from starting; one line for the user."""
+
+
+class AlertLedger:
+    """alert.id of alerts already emitted, kept for as long as a restart could find them again."""
+
+    def __init__(self, max_ids: int = 50_000, keep_ms: int = 24 * 3600 * 1000) -> None:
+        self.max_ids = max_ids
+        self.keep_ms = keep_ms
+        self._ids: "OrderedDict[str, int]" = OrderedDict()
+
+    def __contains__(self, alert_id: str) -> bool:
+        return alert_id in self._ids
+
+    def __len__(self) -> int:
+        return len(self._ids)
+
+    def add(self, alert_id: str, ts_ms: int) -> None:
+        self._ids[alert_id] = ts_ms
+        self._ids.move_to_end(alert_id)
+        while len(self._ids) > self.max_ids:
+            self._ids.popitem(last=False)
+
+    def prune(self, now_ts_ms: int) -> None:
+        limit = now_ts_ms - self.keep_ms
+        for k in [k for k, ts in self._ids.items() if ts < limit]:
+            del self._ids[k]
+
+    def to_list(self) -> List[List[Any]]:
+        return [[k, ts] for k, ts in self._ids.items()]
+
+    def load(self, items: Any) -> None:
+        if not isinstance(items, list):
+            return
+        for item in items:
+            if isinstance(item, list) and len(item) == 2 and isinstance(item[0], str) and isinstance(item[1], int):
+                self.add(item[0], item[1])
+
+
+def _first_ts_ms(lines: List[bytes]) -> Optional[int]:
+    for line in lines[:50]:
+        h = split_header(line)
+        if h is not None:
+            ids = parse_event_id(h.eid)
+            if ids is not None:
+                return ids[0] * 1000 + ids[1]
+    return None
+
+
+class Daemon:
+    def __init__(
+        self,
+        cfg: Config,
+        rules: List[Any],
+        *,
+        host_id: str,
+        host_name: str,
+        stdout: Optional[TextIO] = None,
+        resolver: Optional[Callable[[int], Optional[dict]]] = None,
+        self_pid: Optional[int] = None,
+        max_batch_bytes: int = 1 << 20,
+        checkpoint_interval: float = CHECKPOINT_INTERVAL_S,
+    ) -> None:
+        self.cfg = cfg
+        self.host_id = host_id
+        self.host_name = host_name
+        self.stdout = stdout if stdout is not None else sys.stdout
+        self.self_pid = os.getpid() if self_pid is None else self_pid
+        self.max_batch_bytes = max_batch_bytes
+        self.checkpoint_interval = checkpoint_interval
+        self.state_path = Path(cfg.state_dir) / STATE_FILE
+        self.ledger = AlertLedger()
+        self.emitted = 0
+        self.suppressed = 0
+        self._jsonl: Optional[TextIO] = None
+        self._alerts_pending_checkpoint = 0
+        self._read_since_checkpoint = False
+        self._last_checkpoint = 0.0
+        self._samples: Deque[Tuple[Position, int]] = deque()
+        self.pipeline = Pipeline(
+            rules, host_id, host_name, on_alert=self._on_alert, reorder_ms=200, wall_timeout=REASSEMBLY_TIMEOUT_S,
+            resolver=resolver, ignore_pid=self._ignore_pid,
+        )
+        self.follower: Optional[LogFollower] = None
+
+    # -- lifecycle --------------------------------------------------------------------------------------
+
+    def start(self) -> None:
+        try:
+            Path(self.cfg.state_dir).mkdir(parents=True, exist_ok=True, mode=0o700)
+        except OSError as e:
+            raise DaemonError(f"state dir {self.cfg.state_dir}: {e.strerror or e}") from None
+        if not os.access(self.cfg.state_dir, os.W_OK | os.X_OK):
+            raise DaemonError(f"state dir {self.cfg.state_dir}: not writable by this user")
+        try:
+            state = load_state(self.state_path)
+        except CheckpointError as e:
+            raise DaemonError(str(e)) from None
+        position: Optional[Position] = None
+        if state is not None:
+            if state.get("log") not in (None, self.cfg.input_path):
+                log.warning("the saved state is for %s, not %s: starting without it", state.get("log"),
+                            self.cfg.input_path)
+            else:
+                try:
+                    position = Position.from_dict(state["resume"]) if state.get("resume") else None
+                except (ValueError, KeyError, TypeError) as e:
+                    raise DaemonError(f"{self.state_path}: bad resume position ({e}); remove the file to "
+                                      "start fresh") from None
+                self.ledger.load(state.get("alerts"))
+        self._open_output()
+        self.follower = LogFollower(self.cfg.input_path, start=self.cfg.start, position=position,
+                                    max_batch_bytes=self.max_batch_bytes, log=log)
+        if position is not None:
+            log.info("resuming %s from the saved position (%d alert ids remembered)", self.cfg.input_path,
+                     len(self.ledger))
+        # Record where we start at once: if the log rotates before anything is read and we are stopped,
+        # the next start must catch up through the rotated files, not begin afresh at the current log.
+        self.checkpoint(0.0, force=True)
+
+    def _open_output(self) -> None:
+        if self._jsonl is not None:
+            self._jsonl.close()
+            self._jsonl = None
+        if self.cfg.output_jsonl:
+            p = Path(self.cfg.output_jsonl)
+            try:
+                p.parent.mkdir(parents=True, exist_ok=True)
+                self._jsonl = open(p, "a", encoding="utf-8")  # noqa: SIM115 - kept open
+            except OSError as e:
+                raise DaemonError(f"alerts file {p}: {e.strerror or e}") from None
+
+    def close(self, now: float, flush: bool = True) -> None:
+        """Stop: process what is readable, complete what is open (if `flush`), checkpoint."""
+        if self.follower is None:
+            return
+        self._read(now)
+        if flush:
+            self.pipeline.finish()
+        self.checkpoint(now, force=True)
+        self.follower.close()
+        self.follower = None
+        if self._jsonl is not None:
+            self._jsonl.close()
+            self._jsonl = None
+
+    # -- work -------------------------------------------------------------------------------------------
+
+    def _ignore_pid(self, pid: int, ppid: int) -> bool:
+        return pid == self.self_pid or ppid == self.self_pid
+
+    def _on_alert(self, alert: Dict[str, Any]) -> None:
+        aid = alert["alert"]["id"]
+        if aid in self.ledger:
+            self.suppressed += 1
+            return
+        line = dumps(alert) + "\n"
+        if self.cfg.output_stdout:
+            self.stdout.write(line)
+            self.stdout.flush()
+        if self._jsonl is not None:
+            self._jsonl.write(line)
+            self._jsonl.flush()
+        ts = self.pipeline.newest_ts_ms
+        self.ledger.add(aid, ts if ts >= 0 else 0)
+        self.emitted += 1
+        self._alerts_pending_checkpoint += 1
+        log.info("alert %s: %s", aid, alert.get("message", ""))
+
+    def _read(self, now: float) -> int:
+        assert self.follower is not None
+        n = 0
+        for batch in self.follower.iter_available():
+            ts = _first_ts_ms(batch.lines)
+            if ts is not None and batch.start is not None:
+                self._samples.append((batch.start, ts))
+            self.pipeline.feed(batch.lines, now)
+            n += len(batch.lines)
+        if n:
+            self._read_since_checkpoint = True
+        return n
+
+    def step(self, now: float) -> int:
+        """Read and process everything available; apply wall-clock timeouts; checkpoint when due."""
+        n = self._read(now)
+        self.pipeline.tick(now)
+        self.checkpoint(now)
+        return n
+
+    # -- checkpoint -------------------------------------------------------------------------------------
+
+    @property
+    def lookback_ms(self) -> int:
+        return self.pipeline.max_maxspan_ms + REASSEMBLY_TIMEOUT_S * 1000 + RESUME_MARGIN_MS
+
+    def resume_position(self) -> Optional[Position]:
+        """The newest batch start that is at least `lookback_ms` older than the newest event processed."""
+        assert self.follower is not None
+        samples = self._samples
+        if not samples:
+            return self.follower.position
+        limit = self.pipeline.newest_ts_ms - self.lookback_ms
+        chosen = 0
+        for i, (_pos, ts) in enumerate(samples):
+            if ts <= limit:
+                chosen = i
+            else:
+                break
+        for _ in range(chosen):
+            samples.popleft()
+        return samples[0][0]
+
+    def checkpoint(self, now: float, force: bool = False) -> None:
+        if self.follower is None:
+            return
+        due = (self._alerts_pending_checkpoint > 0
+               or (self._read_since_checkpoint and now - self._last_checkpoint >= self.checkpoint_interval))
+        if not (force or due):
+            return
+        resume = self.resume_position()
+        pos = self.follower.position
+        newest = self.pipeline.newest_ts_ms
+        if newest >= 0:
+            self.ledger.prune(newest)
+        state = {
+            "log": self.cfg.input_path,
+            "resume": resume.to_dict() if resume is not None else None,
+            "position": pos.to_dict() if pos is not None else None,
+            "alerts": self.ledger.to_list(),
+            "newest_event_ms": newest,
+            "counters": self.counters(),
+        }
+        try:
+            save_state(self.state_path, state)
+        except CheckpointError as e:
+            log.error("%s", e)
+            return
+        self._alerts_pending_checkpoint = 0
+        self._read_since_checkpoint = False
+        self._last_checkpoint = now
+
+    def counters(self) -> Dict[str, Any]:
+        st = self.pipeline.stats()
+        st["alerts_emitted"] = self.emitted
+        st["alerts_suppressed_duplicates"] = self.suppressed
+        if self.follower is not None:
+            st["follower"] = self.follower.stats.as_dict()
+        return st
+
+    # -- reload -----------------------------------------------------------------------------------------
+
+    def apply(self, cfg: Config, rules: List[Any]) -> None:
+        """Take a new configuration and rule set (SIGHUP); input and state changes need a restart."""
+        if (cfg.input_path, cfg.state_dir) != (self.cfg.input_path, self.cfg.state_dir):
+            log.warning("[input] path and [state] dir changes take effect at the next restart")
+            cfg = cfg.with_overrides(input_path=self.cfg.input_path, state_dir=self.cfg.state_dir)
+        self.cfg = cfg
+        self.pipeline.set_rules(rules)
+        self._open_output()
+
+    def wait_timeout(self) -> Optional[float]:
+        """How long the loop may sleep: None (until woken) when nothing is pending."""
+        if self.follower is not None and self.follower.status != "following":
+            return 2.0
+        if self.pipeline.pending:
+            return 0.5
+        if self._read_since_checkpoint or self._alerts_pending_checkpoint:
+            return self.checkpoint_interval
+        return None
+
+
+def run_daemon(cfg: Config, config_path: Optional[str], overrides: Dict[str, Any],
+               load_rules: Callable[[Config], List[Any]], host: Callable[[Config], Tuple[str, str]]) -> int:
+    """The loop of `auditimds run`.  Returns the exit code."""
+    from .source.watch import Waker
+
+    rules = load_rules(cfg)
+    host_id, host_name = host(cfg)
+    d = Daemon(cfg, rules, host_id=host_id, host_name=host_name, resolver=ProcResolver())
+    d.start()
+    waker = Waker(cfg.input_path, log=log)
+    flags = {"stop": False, "reload": False}
+
+    def on_stop(signum: int, _frame: Any) -> None:
+        flags["stop"] = True
+        waker.wake()
+
+    def on_hup(_signum: int, _frame: Any) -> None:
+        flags["reload"] = True
+        waker.wake()
+
+    signal.signal(signal.SIGTERM, on_stop)
+    signal.signal(signal.SIGINT, on_stop)
+    signal.signal(signal.SIGHUP, on_hup)
+    waker.start()
+    log.info("following %s (%s), %d rule(s), state in %s, alerts to %s", cfg.input_path, waker.mode, len(rules),
+             cfg.state_dir, ", ".join(x for x in ("stdout" if cfg.output_stdout else "", cfg.output_jsonl or "") if x)
+             or "nowhere")
+    try:
+        while not flags["stop"]:
+            d.step(time.time())
+            if flags["reload"]:
+                flags["reload"] = False
+                try:
+                    new_cfg = load_config(config_path).with_overrides(**overrides)
+                    new_rules = load_rules(new_cfg)
+                except (ConfigError, Exception) as e:  # noqa: BLE001 - any bad new config keeps the old one
+                    log.error("reload refused, keeping the previous configuration: %s", e)
+                else:
+                    d.apply(new_cfg, new_rules)
+                    logging.getLogger("auditimds").setLevel(new_cfg.log_level.upper())
+                    log.info("configuration reloaded from %s: %d rule(s)", new_cfg.source, len(new_rules))
+            if flags["stop"]:
+                break
+            waker.wait(d.wait_timeout())
+    finally:
+        d.close(time.time())
+        waker.stop()
+    log.info("stopped: %s", json.dumps({k: v for k, v in d.counters().items() if not isinstance(v, dict)}))
+    return 0
