@@ -1,0 +1,234 @@
+"""End to end with the real kernel audit subsystem and auditd: `auditimds run` sees real curl and python
+processes fetch credentials from a fake metadata service, across an auditd rotation and a kill -9.
+
+Network safety: 169.254.169.254 exists only on the loopback of a network namespace this test creates, with
+its own small HTTP server; nothing leaves the host.  Audit state is global to the machine: rules are added
+one by one (an existing identical rule is left alone and kept at the end), the backlog is only raised, and
+auditd is started only if it is not running (and stopped again only if this test started it).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import shutil
+import signal
+import subprocess
+import sys
+import time
+import uuid
+from pathlib import Path
+from typing import Callable, Dict, Iterator, List, Optional
+
+import pytest
+
+from tests.conftest import REPO
+
+RULES_FILE = REPO / "packaging" / "audit" / "auditimds.rules"
+IMDS = "169.254.169.254"
+
+
+def sh(*cmd: str, check: bool = True, timeout: float = 30) -> subprocess.CompletedProcess:
+    r = subprocess.run(list(cmd), capture_output=True, text=True, timeout=timeout)
+    if check and r.returncode != 0:
+        raise AssertionError(f"{' '.join(cmd)} failed ({r.returncode}): {r.stderr.strip()}")
+    return r
+
+
+def wait_for(what: str, cond: Callable[[], object], deadline_s: float = 20.0, every: float = 0.05) -> object:
+    end = time.monotonic() + deadline_s
+    while True:
+        v = cond()
+        if v:
+            return v
+        if time.monotonic() > end:
+            raise AssertionError(f"timed out after {deadline_s:.0f} s waiting for {what}")
+        time.sleep(every)
+
+
+def audit_status() -> Dict[str, str]:
+    out = sh("auditctl", "-s").stdout
+    return dict(line.split(None, 1) for line in out.splitlines() if len(line.split(None, 1)) == 2)
+
+
+def auditd_log_file() -> Path:
+    try:
+        for line in Path("/etc/audit/auditd.conf").read_text().splitlines():
+            m = re.match(r"\s*log_file\s*=\s*(\S+)", line)
+            if m:
+                return Path(m.group(1))
+    except OSError:
+        pass
+    return Path("/var/log/audit/audit.log")
+
+
+@pytest.fixture(scope="module")
+def auditd() -> Iterator[Dict[str, object]]:
+    if os.geteuid() != 0:
+        pytest.skip("needs root (the kernel audit subsystem and network namespaces)")
+    if not shutil.which("auditctl") or not shutil.which("auditd"):
+        pytest.skip("auditd is not installed (apt-get install auditd; .ci/run installs it)")
+    probe = subprocess.run(["auditctl", "-s"], capture_output=True, text=True)
+    if probe.returncode != 0:
+        pytest.skip(f"the kernel has no usable audit support: {probe.stderr.strip() or probe.stdout.strip()}")
+    started = False
+    if audit_status().get("pid", "0") == "0":
+        sh("auditd")  # daemonizes
+        started = True
+        wait_for("auditd to register with the kernel", lambda: audit_status().get("pid", "0") != "0")
+    old_backlog = int(audit_status().get("backlog_limit", "0"))
+    if old_backlog < 8192:
+        sh("auditctl", "-b", "8192")
+    added: List[List[str]] = []
+    for line in RULES_FILE.read_text().splitlines():
+        line = line.strip()
+        if not line or line.startswith("#"):
+            continue
+        args = line.split()
+        r = subprocess.run(["auditctl", *args], capture_output=True, text=True)
+        if r.returncode == 0:
+            added.append(args)
+        elif "exists" not in (r.stderr + r.stdout):
+            raise AssertionError(f"auditctl {line}: {r.stderr.strip()}")
+    lost_before = int(audit_status().get("lost", "0"))
+    yield {"log": auditd_log_file(), "lost_before": lost_before}
+    for args in added:
+        subprocess.run(["auditctl", "-d", *args[1:]], capture_output=True)
+    if old_backlog < 8192:
+        subprocess.run(["auditctl", "-b", str(old_backlog)], capture_output=True)
+    if started:
+        pid = int(audit_status().get("pid", "0"))
+        if pid:
+            os.kill(pid, signal.SIGTERM)
+
+
+@pytest.fixture(scope="module")
+def imds_ns(tmp_path_factory) -> Iterator[str]:
+    """A network namespace whose loopback carries 169.254.169.254, with a fake metadata server on port 80."""
+    if not shutil.which("ip") or not shutil.which("curl"):
+        pytest.skip("needs iproute2 and curl (.ci/run installs them)")
+    ns = f"aimds{os.getpid()}"
+    root = tmp_path_factory.mktemp("fake-imds")
+    creds = root / "latest" / "meta-data" / "iam" / "security-credentials"
+    creds.mkdir(parents=True)
+    (creds / "role").write_text('{"AccessKeyId":"ASIAEXAMPLE","SecretAccessKey":"example"}\n')
+    (root / "latest" / "meta-data" / "instance-id").write_text("i-0123456789abcdef0\n")
+    sh("ip", "netns", "add", ns)
+    server: Optional[subprocess.Popen] = None
+    try:
+        sh("ip", "netns", "exec", ns, "ip", "link", "set", "lo", "up")
+        sh("ip", "netns", "exec", ns, "ip", "addr", "add", f"{IMDS}/32", "dev", "lo")
+        server = subprocess.Popen(["ip", "netns", "exec", ns, sys.executable, "-m", "http.server", "80", "--bind", IMDS,
+                                   "--directory", str(root)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        wait_for("the fake metadata server", lambda: subprocess.run(
+            ["ip", "netns", "exec", ns, "curl", "-s", "-m", "1", f"http://{IMDS}/latest/meta-data/instance-id"],
+            capture_output=True, text=True).stdout.startswith("i-0123"))
+        yield ns
+    finally:
+        if server is not None:
+            server.terminate()
+            server.wait(timeout=10)
+        subprocess.run(["ip", "netns", "del", ns], capture_output=True)
+
+
+class Agent:
+    def __init__(self, tmp: Path, log: Path) -> None:
+        self.tmp, self.log = tmp, log
+        self.alerts = tmp / "alerts.jsonl"
+        self.proc: Optional[subprocess.Popen] = None
+        self.starts = 0
+
+    def start(self) -> None:
+        self.starts += 1
+        self.err = self.tmp / f"stderr-{self.starts}.txt"
+        env = dict(os.environ, PYTHONPATH=str(REPO))
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "auditimds", "run", "--log", str(self.log), "--state-dir", str(self.tmp / "state"),
+             "--alerts-jsonl", str(self.alerts), "--no-stdout", "--config", str(self.tmp / "auditimds.toml")],
+            stdout=subprocess.DEVNULL, stderr=open(self.err, "w"), env=env)
+        wait_for("auditimds to follow the log", lambda: "following" in self.err.read_text()
+                 or self.proc.poll() is not None)
+        assert self.proc.poll() is None, self.err.read_text()
+
+    def alerts_list(self) -> List[dict]:
+        if not self.alerts.exists():
+            return []
+        return [json.loads(ln) for ln in self.alerts.read_text().splitlines() if ln.strip()]
+
+
+def marker_of(alert: dict) -> Optional[str]:
+    text = json.dumps(alert)
+    m = re.search(r"case=(e2e-[0-9a-f]+-[a-z0-9]+)", text)
+    return m.group(1) if m else None
+
+
+def fetch_with_curl(ns: str, marker: str) -> None:
+    r = sh("ip", "netns", "exec", ns, "curl", "-s", "-m", "3",
+           f"http://{IMDS}/latest/meta-data/iam/security-credentials/role?case={marker}")
+    assert "ASIAEXAMPLE" in r.stdout
+
+
+def fetch_with_python(ns: str, marker: str) -> None:
+    code = ("import urllib.request as u; print(u.urlopen('http://169.254.169.254/latest/meta-data/instance-id"
+            f"?case={marker}', timeout=3).read().decode())")
+    r = sh("ip", "netns", "exec", ns, sys.executable, "-c", code)
+    assert r.stdout.startswith("i-0123")
+
+
+def test_live_detection_across_rotation_and_kill9(auditd, imds_ns, tmp_path):
+    log = auditd["log"]
+    (tmp_path / "auditimds.toml").write_text('[input]\nstart = "end"\n')
+    agent = Agent(tmp_path, log)
+    agent.start()
+    run = uuid.uuid4().hex[:8]
+    m = {k: f"e2e-{run}-{k}" for k in ("curl", "python", "rotated", "whiledown")}
+
+    def alerted(*markers: str) -> Callable[[], bool]:
+        return lambda: {marker_of(a) for a in agent.alerts_list()} >= set(markers)
+
+    try:
+        # 1. curl and python, each fetching from the metadata address
+        fetch_with_curl(imds_ns, m["curl"])
+        fetch_with_python(imds_ns, m["python"])
+        wait_for("alerts for curl and python", alerted(m["curl"], m["python"]))
+        names = {marker_of(a): a["process"]["name"] for a in agent.alerts_list()}
+        assert names[m["curl"]] == "curl" and names[m["python"]].startswith("python")
+
+        # 2. auditd rotates its log (SIGUSR1): audit.log -> audit.log.1, new audit.log
+        inode = log.stat().st_ino
+        os.kill(int(audit_status()["pid"]), signal.SIGUSR1)
+        wait_for("auditd to rotate", lambda: log.exists() and log.stat().st_ino != inode)
+        fetch_with_curl(imds_ns, m["rotated"])
+        wait_for("an alert after the rotation", alerted(m["rotated"]))
+
+        # 3. kill -9 auditimds, fetch while it is down, restart: the alert arrives, nothing twice
+        agent.proc.send_signal(signal.SIGKILL)
+        agent.proc.wait(timeout=10)
+        before = log.read_bytes().count(b"saddr=02000050A9FEA9FE")
+        fetch_with_curl(imds_ns, m["whiledown"])
+        wait_for("auditd to write the connect", lambda: log.read_bytes().count(b"saddr=02000050A9FEA9FE") > before)
+        agent.start()
+        wait_for("the alert for the access made while auditimds was down", alerted(m["whiledown"]))
+
+        # 4. SIGTERM: clean exit 0
+        agent.proc.send_signal(signal.SIGTERM)
+        assert agent.proc.wait(timeout=20) == 0, agent.err.read_text()
+    finally:
+        if agent.proc is not None and agent.proc.poll() is None:
+            agent.proc.kill()
+
+    alerts = agent.alerts_list()
+    ids = [a["alert"]["id"] for a in alerts]
+    assert len(ids) == len(set(ids)), "an alert was emitted twice"
+    per_marker: Dict[str, int] = {}
+    for a in alerts:
+        mk = marker_of(a)
+        if mk:
+            per_marker[mk] = per_marker.get(mk, 0) + 1
+    assert per_marker == {v: 1 for v in m.values()}
+    for a in alerts:
+        assert a["rule"]["id"] == "ecc0cd54-608e-11ef-ab6d-f661ea17fbce"
+        assert a["destination"]["ip"] == IMDS
+    lost = int(audit_status().get("lost", "0")) - int(auditd["lost_before"])
+    assert lost == 0, f"the kernel lost {lost} audit events during the test (backlog too small?)"
