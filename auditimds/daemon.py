@@ -42,6 +42,8 @@ STATE_FILE = "state.json"
 REASSEMBLY_TIMEOUT_S = 2
 RESUME_MARGIN_MS = 2000
 CHECKPOINT_INTERVAL_S = 1.0
+BUSY_POLL_INTERVAL_S = 0.05
+BUSY_QUIET_POLLS = 4
 
 
 class DaemonError(Exception):
@@ -343,9 +345,10 @@ def run_daemon(cfg: Config, config_path: Optional[str], overrides: Dict[str, Any
     log.info("following %s (%s), %d rule(s), state in %s, alerts to %s", cfg.input_path, waker.mode, len(rules),
              cfg.state_dir, ", ".join(x for x in ("stdout" if cfg.output_stdout else "", cfg.output_jsonl or "") if x)
              or "nowhere")
+    quiet_polls = 0
     try:
         while not flags["stop"]:
-            d.step(time.time())
+            n = d.step(time.time())
             if flags["reload"]:
                 flags["reload"] = False
                 try:
@@ -359,6 +362,19 @@ def run_daemon(cfg: Config, config_path: Optional[str], overrides: Dict[str, Any
                     log.info("configuration reloaded from %s: %d rule(s)", new_cfg.source, len(new_rules))
             if flags["stop"]:
                 break
+            # Adaptive wake-up: inotify wakes us from idle; while lines keep coming, read on a short cadence
+            # with the watch paused (one inotify event per written line costs more than a few reads a
+            # second), and watch again once the log has been quiet for a few polls.
+            if n:
+                quiet_polls = 0
+                waker.pause()
+            if waker.paused:
+                quiet_polls += 1
+                if quiet_polls <= BUSY_QUIET_POLLS:
+                    waker.wait(BUSY_POLL_INTERVAL_S)
+                    continue
+                waker.resume()
+                continue  # look once more: lines may have arrived before the watch was back
             waker.wait(d.wait_timeout())
     finally:
         d.close(time.time())

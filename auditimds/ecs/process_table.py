@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import base64
 import hashlib
+import sys
 from collections import OrderedDict
 from typing import Callable, Optional
 
@@ -31,7 +32,7 @@ class Proc:
         "uid", "ses", "tty", "leader", "leader_type", "exec_seen",
     )
 
-    def __init__(self, pid: int, host_id: str, start_key: str, start_ms: int) -> None:
+    def __init__(self, pid: int, host_id: str, start_key: Optional[str], start_ms: int) -> None:
         self.pid = pid
         self.ppid: Optional[int] = None
         self.executable: Optional[str] = None
@@ -39,7 +40,7 @@ class Proc:
         self.args: Optional[LazyArgs] = None
         self.cwd: Optional[str] = None
         self.start_ms = start_ms
-        self.start_key = start_key
+        self.start_key = start_key  # None: the first time seen (start_ms) identifies the process
         self.host_id = host_id
         self._entity_id: Optional[str] = None
         self.uid: Optional[int] = None
@@ -54,7 +55,8 @@ class Proc:
         """Hash of (host id, pid, start); computed on first use (most are never read)."""
         eid = self._entity_id
         if eid is None:
-            h = hashlib.blake2b(f"{self.host_id}\x00{self.pid}\x00{self.start_key}".encode(), digest_size=15)
+            key = self.start_key if self.start_key is not None else str(self.start_ms)
+            h = hashlib.blake2b(f"{self.host_id}\x00{self.pid}\x00{key}".encode(), digest_size=15)
             eid = self._entity_id = base64.urlsafe_b64encode(h.digest()).decode("ascii")
         return eid
 
@@ -69,7 +71,12 @@ Resolver = Callable[[int], Optional[dict]]
 def basename(path: Optional[str]) -> Optional[str]:
     if not path:
         return None
-    return path.rsplit("/", 1)[-1] or None
+    return sys.intern(path.rsplit("/", 1)[-1]) or None
+
+
+def _intern(s: Optional[str]) -> Optional[str]:
+    """Executables, directories and ttys repeat across thousands of processes: keep one copy of each."""
+    return sys.intern(s) if s is not None else None
 
 
 class ProcessTable:
@@ -88,7 +95,7 @@ class ProcessTable:
         return self._procs.get(pid)
 
     def _new(self, pid: int, ts_ms: int, start_key: Optional[str] = None) -> Proc:
-        p = Proc(pid, self.host_id, start_key or str(ts_ms), ts_ms)
+        p = Proc(pid, self.host_id, start_key, ts_ms)
         procs = self._procs
         procs[pid] = p
         if len(procs) > self.max_entries:
@@ -141,7 +148,7 @@ class ProcessTable:
         p = self._current(pid, ppid, ses, ts_ms)
         p.ppid = ppid
         if executable and p.executable != executable:
-            p.executable = executable
+            p.executable = _intern(executable)
             p.name = basename(executable)
             p.args = None  # argv of another image would be wrong
         if uid is not None:
@@ -156,15 +163,15 @@ class ProcessTable:
         """A successful execve/execveat: the process keeps its entity id and takes a new image."""
         p = self._current(pid, ppid, ses, ts_ms)
         p.ppid = ppid
-        p.executable = executable
+        p.executable = _intern(executable)
         p.name = basename(executable)
         p.args = args
         if cwd is not None:
-            p.cwd = cwd
+            p.cwd = _intern(cwd)
         p.uid = uid
         if ses is not None:
             p.ses = ses
-        p.tty = tty
+        p.tty = _intern(tty)
         p.exec_seen = True
         self._entry_leader(p)
         return p

@@ -96,6 +96,7 @@ class Waker:
         self._observer: Any = None
         self._dir_thread: Optional[threading.Thread] = None
         self._warned_polling = False
+        self._paused = False
         self.mode = MODE_STOPPED
 
     # ------------------------------------------------------------------ public
@@ -117,6 +118,41 @@ class Waker:
     def wake(self) -> None:
         """Wake a waiter now (e.g. from a signal handler asking for shutdown or reload)."""
         self._event.set()
+
+    @property
+    def paused(self) -> bool:
+        return self._paused
+
+    def pause(self) -> None:
+        """Stop watching while the caller reads on its own cadence (the log is busy).
+
+        Every line auditd writes is one inotify event that watchdog turns into Python objects on its
+        threads; under a sustained load that costs more than reading the log a few times a second.  The
+        observer keeps running; only the watch is removed.  `wait()` still works as an interruptible sleep.
+        """
+        with self._lock:
+            if self._paused or self._observer is None or self.mode != MODE_INOTIFY:
+                return
+            try:
+                self._observer.unschedule_all()
+            except Exception as e:  # noqa: BLE001 - keep watching rather than fail
+                self._log.debug("could not pause the watch: %s", e)
+                return
+            self._paused = True
+
+    def resume(self) -> None:
+        """Watch again (the caller must then look at the log once more: it may have changed meanwhile)."""
+        with self._lock:
+            if not self._paused:
+                return
+            self._paused = False
+            if self._observer is None or self._stopping.is_set():
+                return
+            try:
+                self._schedule(self._observer)
+            except OSError as e:
+                self._log.warning("could not watch %s again (%s); retrying", self.directory, e.strerror or e)
+                self._paused = True
 
     def stop(self) -> None:
         self._stopping.set()

@@ -151,3 +151,33 @@ def test_stop_releases_a_waiter_and_wake_works(logdir: Path):
     assert w.wait(0)
     w.stop()
     assert w.wait(0)  # stop() wakes anybody still waiting
+
+
+def test_pause_stops_wakeups_and_resume_restores_them(tmp_path):
+    from auditimds.source.watch import Waker
+
+    log = tmp_path / "audit.log"
+    log.write_bytes(b"")
+    w = Waker(str(log))
+    w.start()
+    try:
+        if w.mode != "inotify":
+            pytest.skip(f"inotify not available here ({w.mode})")
+        w.pause()
+        assert w.paused
+        with open(log, "ab") as f:
+            f.write(b"line while paused\n")
+        assert w.wait(0.3) is False  # no watch: no wake-up
+        w.wake()
+        assert w.wait(0.1) is True  # still an interruptible sleep (signals use this)
+        w.resume()
+        assert not w.paused
+        deadline = time.monotonic() + 5
+        woken = False
+        while not woken and time.monotonic() < deadline:
+            with open(log, "ab") as f:
+                f.write(b"line after resume\n")
+            woken = w.wait(0.2)
+        assert woken
+    finally:
+        w.stop()

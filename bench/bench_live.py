@@ -1,0 +1,233 @@
+#!/usr/bin/env python3
+"""Benchmark `auditimds run`: alert latency, CPU and memory under exec load, idle CPU.
+
+    python3 bench/bench_live.py [--latency-runs 200] [--load-rate 1000] [--load-seconds 20] [--json out.json]
+
+1. Latency (no auditd needed): `auditimds run` follows a temporary log; the records of a real curl →
+   169.254.169.254 scenario (tests/fixtures/host-a-dev_curl_creds.log, with fresh timestamps and serials)
+   are appended, and the time from writing the connect event's last record to the alert line appearing in
+   the alerts file is measured, `--latency-runs` times.
+2. Load (needs root and auditd; skipped otherwise): with auditimds' audit rules loaded, a small C program
+   runs /bin/true `--load-rate` times a second for `--load-seconds`; `auditimds run` follows the real
+   /var/log/audit/audit.log.  Reported: CPU of auditimds and, side by side, of auditd itself (% of one
+   core, from /proc/PID/stat), auditimds' peak RSS (VmHWM), execs logged, and the kernel's lost counter.
+3. Idle: CPU used by `auditimds run` over 10 s with nothing written (inotify, no polling loop).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import re
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Dict, List
+
+REPO = Path(__file__).resolve().parent.parent
+FIXTURE = REPO / "tests" / "fixtures" / "host-a-dev_curl_creds.log"
+RULES = REPO / "packaging" / "audit" / "auditimds.rules"
+TICK = os.sysconf("SC_CLK_TCK")
+
+LOADGEN_C = r"""
+#include <spawn.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <sys/wait.h>
+#include <time.h>
+extern char **environ;
+int main(int argc, char **argv) {
+    int rate = atoi(argv[1]); double secs = atof(argv[2]);
+    char *args[] = {"/bin/true", NULL};
+    struct timespec t0, now; clock_gettime(CLOCK_MONOTONIC, &t0);
+    long done = 0;
+    for (;;) {
+        clock_gettime(CLOCK_MONOTONIC, &now);
+        double el = (now.tv_sec - t0.tv_sec) + (now.tv_nsec - t0.tv_nsec) / 1e9;
+        if (el >= secs) break;
+        long due = (long)(el * rate);
+        if (done >= due) { struct timespec s = {0, 200000}; nanosleep(&s, NULL); continue; }
+        pid_t pid;
+        if (posix_spawn(&pid, "/bin/true", NULL, NULL, args, environ) == 0) { waitpid(pid, NULL, 0); done++; }
+    }
+    printf("%ld\n", done);
+    return 0;
+}
+"""
+
+
+def cpu_ticks(pid: int) -> int:
+    with open(f"/proc/{pid}/stat", "rb") as f:
+        fields = f.read().rsplit(b")", 1)[1].split()
+    return int(fields[11]) + int(fields[12])  # utime + stime
+
+
+def vm(pid: int, key: str) -> float:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith(key + ":"):
+            return int(line.split()[1]) / 1024
+    return 0.0
+
+
+def start_agent(log: Path, tmp: Path) -> subprocess.Popen:
+    env = dict(os.environ, PYTHONPATH=str(REPO))
+    (tmp / "empty.toml").write_text("")
+    err = open(tmp / "agent.err", "w")
+    p = subprocess.Popen([sys.executable, "-m", "auditimds", "run", "--config", str(tmp / "empty.toml"), "--log",
+                          str(log), "--state-dir", str(tmp / "state"), "--alerts-jsonl", str(tmp / "alerts.jsonl"),
+                          "--no-stdout"], stdout=subprocess.DEVNULL, stderr=err, env=env)
+    end = time.monotonic() + 20
+    while "following" not in (tmp / "agent.err").read_text():
+        if p.poll() is not None or time.monotonic() > end:
+            raise SystemExit("auditimds did not start: " + (tmp / "agent.err").read_text())
+        time.sleep(0.05)
+    return p
+
+
+def stop_agent(p: subprocess.Popen) -> None:
+    p.terminate()
+    try:
+        p.wait(timeout=20)
+    except subprocess.TimeoutExpired:
+        p.kill()
+
+
+def bench_latency(runs: int) -> Dict[str, float]:
+    lines = FIXTURE.read_bytes().splitlines(keepends=True)
+    ids = []
+    for ln in lines:
+        m = re.search(rb"audit\((\d+\.\d+:\d+)\)", ln)
+        if m and m.group(1) not in ids:
+            ids.append(m.group(1))
+    last_proctitle = max(i for i, ln in enumerate(lines) if ln.startswith(b"type=PROCTITLE"))
+    with tempfile.TemporaryDirectory(prefix="auditimds-lat-") as t:
+        tmp = Path(t)
+        log = tmp / "audit.log"
+        log.write_bytes(b"")
+        agent = start_agent(log, tmp)
+        alerts = tmp / "alerts.jsonl"
+        serial = 1_000_000
+        lat: List[float] = []
+        try:
+            with open(log, "ab", buffering=0) as f:
+                for _ in range(runs):
+                    now = time.time()
+                    mapping = {}
+                    for k, old in enumerate(ids):
+                        serial += 1
+                        ms = int(now * 1000) + k
+                        mapping[old] = f"{ms // 1000}.{ms % 1000:03d}:{serial}".encode()
+                    def renumber(m: "re.Match[bytes]", mapping: Dict[bytes, bytes] = mapping) -> bytes:
+                        return b"audit(" + mapping[m.group(1)] + b")"
+
+                    new = [re.sub(rb"audit\((\d+\.\d+:\d+)\)", renumber, ln) for ln in lines]
+                    before = alerts.stat().st_size if alerts.exists() else 0
+                    f.write(b"".join(new[:last_proctitle]))
+                    time.sleep(0.002)
+                    f.write(new[last_proctitle])
+                    t0 = time.perf_counter()
+                    f.write(b"".join(new[last_proctitle + 1:]))
+                    end = t0 + 5
+                    while (alerts.stat().st_size if alerts.exists() else 0) <= before:
+                        if time.perf_counter() > end:
+                            raise SystemExit("no alert within 5 s")
+                        time.sleep(0.0005)
+                    lat.append((time.perf_counter() - t0) * 1000)
+                    time.sleep(0.02)
+        finally:
+            stop_agent(agent)
+    lat.sort()
+    return {"runs": runs, "p50_ms": round(statistics.median(lat), 1), "p99_ms": round(lat[int(len(lat) * 0.99) - 1], 1),
+            "max_ms": round(lat[-1], 1)}
+
+
+def bench_idle(seconds: float = 10.0) -> Dict[str, float]:
+    with tempfile.TemporaryDirectory(prefix="auditimds-idle-") as t:
+        tmp = Path(t)
+        log = tmp / "audit.log"
+        log.write_bytes(FIXTURE.read_bytes())
+        agent = start_agent(log, tmp)
+        try:
+            time.sleep(1.0)
+            c0 = cpu_ticks(agent.pid)
+            time.sleep(seconds)
+            c1 = cpu_ticks(agent.pid)
+        finally:
+            stop_agent(agent)
+    return {"seconds": seconds, "cpu_ticks": c1 - c0, "cpu_percent": round((c1 - c0) / TICK / seconds * 100, 3)}
+
+
+def audit_status() -> Dict[str, str]:
+    out = subprocess.run(["auditctl", "-s"], capture_output=True, text=True).stdout
+    return dict(line.split(None, 1) for line in out.splitlines() if len(line.split(None, 1)) == 2)
+
+
+def bench_load(rate: int, seconds: float) -> Dict[str, object]:
+    if os.geteuid() != 0 or not shutil.which("auditctl"):
+        return {"skipped": "needs root and auditd"}
+    st = audit_status()
+    auditd_pid = int(st.get("pid", "0"))
+    if not auditd_pid:
+        return {"skipped": "auditd is not running"}
+    added = []
+    for line in RULES.read_text().splitlines():
+        if line.strip() and not line.startswith("#"):
+            if subprocess.run(["auditctl", *line.split()], capture_output=True).returncode == 0:
+                added.append(line.split())
+    lost0 = int(audit_status().get("lost", "0"))
+    with tempfile.TemporaryDirectory(prefix="auditimds-load-") as t:
+        tmp = Path(t)
+        src = tmp / "loadgen.c"
+        src.write_text(LOADGEN_C)
+        subprocess.run(["gcc", "-O2", "-o", str(tmp / "loadgen"), str(src)], check=True)
+        agent = start_agent(Path("/var/log/audit/audit.log"), tmp)
+        try:
+            time.sleep(1.0)
+            a0, d0, w0 = cpu_ticks(agent.pid), cpu_ticks(auditd_pid), time.monotonic()
+            r = subprocess.run([str(tmp / "loadgen"), str(rate), str(seconds)], capture_output=True, text=True)
+            time.sleep(2.0)  # let both catch up with what was written
+            a1, d1, w1 = cpu_ticks(agent.pid), cpu_ticks(auditd_pid), time.monotonic()
+            rss = vm(agent.pid, "VmHWM")
+        finally:
+            stop_agent(agent)
+            for args in added:
+                subprocess.run(["auditctl", "-d", *args[1:]], capture_output=True)
+    wall = w1 - w0
+    execs = int(r.stdout.strip() or 0)
+    return {
+        "target_rate": rate, "seconds": seconds, "execs": execs, "achieved_rate": round(execs / seconds),
+        "auditimds_cpu_percent": round((a1 - a0) / TICK / wall * 100, 2),
+        "auditd_cpu_percent": round((d1 - d0) / TICK / wall * 100, 2),
+        "auditimds_peak_rss_mb": round(rss, 1),
+        "kernel_lost": int(audit_status().get("lost", "0")) - lost0,
+    }
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--latency-runs", type=int, default=200)
+    ap.add_argument("--load-rate", type=int, default=1000)
+    ap.add_argument("--load-seconds", type=float, default=20.0)
+    ap.add_argument("--json")
+    args = ap.parse_args()
+    res: Dict[str, object] = {"python": sys.version.split()[0], "cpus": os.cpu_count(),
+                              "date": time.strftime("%Y-%m-%d")}
+    res["latency"] = bench_latency(args.latency_runs)
+    print(f"alert latency over {args.latency_runs} runs: {res['latency']}")
+    res["idle"] = bench_idle()
+    print(f"idle: {res['idle']}")
+    res["load"] = bench_load(args.load_rate, args.load_seconds)
+    print(f"load: {res['load']}")
+    if args.json:
+        Path(args.json).parent.mkdir(parents=True, exist_ok=True)
+        Path(args.json).write_text(json.dumps(res, indent=2) + "\n")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
