@@ -200,7 +200,7 @@ def _run_overrides(args: argparse.Namespace) -> Dict[str, Any]:
 
 def cmd_run(args: argparse.Namespace) -> int:
     from .config import ConfigError, load_config
-    from .daemon import DaemonError, run_daemon
+    from .daemon import DaemonError, run_daemon, run_stdin
 
     overrides = _run_overrides(args)
     extra_rules = list(args.rules)
@@ -218,6 +218,8 @@ def cmd_run(args: argparse.Namespace) -> int:
         return (c.host_id or machine_id(), c.host_name or socket.gethostname())
 
     try:
+        if args.stdin:
+            return run_stdin(cfg, rules_for, host_for)
         return run_daemon(cfg, args.config, overrides, rules_for, host_for)
     except DaemonError as e:
         raise UsageError(str(e)) from None
@@ -272,6 +274,8 @@ def build_parser() -> argparse.ArgumentParser:
     rn.add_argument("--alerts-jsonl", metavar="PATH", help="also append alerts to this JSON lines file")
     rn.add_argument("--state-dir", metavar="DIR", help="where position and emitted alerts are kept")
     rn.add_argument("--start", choices=("end", "beginning"), help="first start without state: where to begin")
+    rn.add_argument("--stdin", action="store_true",
+                    help="read records from standard input: the auditd plugin mode (packaging/audisp/auditimds.conf)")
     rn.add_argument("--rules", action="append", default=[], metavar="PATH",
                     help="add a detection-rules TOML file or a directory of them (repeatable)")
     rn.add_argument("--no-builtin-rules", action="store_true", help="do not load the built-in rules")

@@ -167,6 +167,35 @@ class Daemon:
         # the next start must catch up through the rotated files, not begin afresh at the current log.
         self.checkpoint(0.0, force=True)
 
+    def start_stream(self) -> None:
+        """Plugin mode (records on stdin): outputs and the alert ledger, no log to follow."""
+        try:
+            Path(self.cfg.state_dir).mkdir(parents=True, exist_ok=True, mode=0o700)
+            state = load_state(self.state_path)
+        except (OSError, CheckpointError) as e:
+            log.warning("state dir %s unusable (%s): duplicates across restarts will not be recognised",
+                        self.cfg.state_dir, e)
+            state = None
+        if state is not None:
+            self.ledger.load(state.get("alerts"))
+        self._open_output()
+
+    def feed(self, lines: List[bytes], now: float) -> None:
+        """Plugin mode: process lines received on stdin."""
+        self.pipeline.feed(lines, now)
+        self.pipeline.tick(now)
+        if self._alerts_pending_checkpoint:
+            self._save_ledger()
+
+    def _save_ledger(self) -> None:
+        try:
+            save_state(self.state_path, {"log": "<stdin>", "resume": None, "position": None,
+                                         "alerts": self.ledger.to_list(),
+                                         "newest_event_ms": self.pipeline.newest_ts_ms, "counters": self.counters()})
+            self._alerts_pending_checkpoint = 0
+        except CheckpointError as e:
+            log.error("%s", e)
+
     def _open_output(self) -> None:
         if self._jsonl is not None:
             self._jsonl.close()
@@ -316,6 +345,58 @@ class Daemon:
         if self._read_since_checkpoint or self._alerts_pending_checkpoint:
             return self.checkpoint_interval
         return None
+
+
+def run_stdin(cfg: Config, load_rules: Callable[[Config], List[Any]],
+              host: Callable[[Config], Tuple[str, str]], stdin_fd: int = 0) -> int:
+    """`auditimds run --stdin`: the auditd plugin mode (auditd pipes records, EOE included, to stdin).
+
+    Reads until end of input (auditd stopping the plugin) or SIGTERM; wall-clock timeouts still fire when
+    the stream is quiet.  The log file, rotations and checkpoints are auditd's business in this mode.
+    """
+    import select
+
+    rules = load_rules(cfg)
+    host_id, host_name = host(cfg)
+    d = Daemon(cfg, rules, host_id=host_id, host_name=host_name, resolver=ProcResolver())
+    d.start_stream()
+    flags = {"stop": False}
+
+    def on_stop(signum: int, _frame: Any) -> None:
+        flags["stop"] = True
+
+    signal.signal(signal.SIGTERM, on_stop)
+    signal.signal(signal.SIGINT, on_stop)
+    signal.signal(signal.SIGHUP, signal.SIG_IGN)  # auditd sends SIGHUP to plugins on its own reload
+    log.info("reading audit records from standard input (plugin mode), %d rule(s)", len(rules))
+    partial = b""
+    try:
+        while not flags["stop"]:
+            timeout = 0.5 if d.pipeline.pending else None
+            try:
+                ready, _, _ = select.select([stdin_fd], [], [], timeout)
+            except InterruptedError:
+                continue
+            if not ready:
+                d.feed([], time.time())
+                continue
+            chunk = os.read(stdin_fd, 1 << 16)
+            if not chunk:
+                break
+            data = partial + chunk
+            cut = data.rfind(b"\n")
+            if cut < 0:
+                partial = data
+                continue
+            partial = data[cut + 1 :]
+            d.feed(data[:cut].split(b"\n"), time.time())
+        if partial:
+            d.feed([partial], time.time())
+    finally:
+        d.pipeline.finish()
+        d._save_ledger()
+    log.info("stopped: %s", json.dumps({k: v for k, v in d.counters().items() if not isinstance(v, dict)}))
+    return 0
 
 
 def run_daemon(cfg: Config, config_path: Optional[str], overrides: Dict[str, Any],
