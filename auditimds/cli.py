@@ -238,6 +238,50 @@ def cmd_check_config(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def _config_for_ops(args: argparse.Namespace) -> Any:
+    from .config import ConfigError, load_config
+
+    try:
+        cfg = load_config(args.config)
+    except ConfigError as e:
+        raise UsageError(str(e)) from None
+    return cfg.with_overrides(input_path=getattr(args, "log", None), state_dir=getattr(args, "state_dir", None))
+
+
+def cmd_doctor(args: argparse.Namespace) -> int:
+    from .ops.doctor import doctor
+
+    return doctor(_config_for_ops(args), sys.stdout)
+
+
+def cmd_status(args: argparse.Namespace) -> int:
+    from .ops.status import status
+
+    cfg = _config_for_ops(args)
+    return status(Path(cfg.state_dir), sys.stdout, json_output=args.json)
+
+
+def cmd_notify_test(args: argparse.Namespace) -> int:
+    from .alerts.notify import notify_test
+
+    cfg = _config_for_ops(args)
+    if not cfg.notify.enabled:
+        raise UsageError(f"{cfg.source}: [notify] has no urls or config: nothing to test")
+    results = notify_test(cfg.notify)
+    failed = 0
+    for name, ok, reason in results:
+        print(f"{name}: {'ok' if ok else 'FAILED: ' + reason}")
+        failed += not ok
+    print(f"auditimds: {len(results) - failed} of {len(results)} channel(s) reached", file=sys.stderr)
+    return 1 if failed else EXIT_OK
+
+
+def cmd_rules_check(args: argparse.Namespace) -> int:
+    from .rules.check import check_rules
+
+    return check_rules(list(args.paths), sys.stdout)
+
+
 # -- argument parsing ---------------------------------------------------------------------------------------
 
 
@@ -285,6 +329,28 @@ def build_parser() -> argparse.ArgumentParser:
     rn.add_argument("-v", "--verbose", dest="verbose_run", action="store_true", help="debug messages on stderr")
     rn.set_defaults(func=cmd_run)
 
+    dr = sub.add_parser("doctor", help="check that detection can work on this host, with the fix for each problem")
+    dr.add_argument("--config", metavar="FILE", help="default: /etc/auditimds/auditimds.toml if it exists")
+    dr.add_argument("--log", metavar="PATH", help="the audit log to check (default from the configuration)")
+    dr.add_argument("--state-dir", metavar="DIR", help="the state dir to check (default from the configuration)")
+    dr.set_defaults(func=cmd_doctor)
+
+    stt = sub.add_parser("status", help="position, lag, counters and last alert of the running agent")
+    stt.add_argument("--config", metavar="FILE", help="default: /etc/auditimds/auditimds.toml if it exists")
+    stt.add_argument("--state-dir", metavar="DIR", help="default from the configuration (/var/lib/auditimds)")
+    stt.add_argument("--json", action="store_true", help="machine-readable output")
+    stt.set_defaults(func=cmd_status)
+
+    nt = sub.add_parser("notify-test", help="send a sample alert to every configured notification channel")
+    nt.add_argument("--config", metavar="FILE", help="default: /etc/auditimds/auditimds.toml if it exists")
+    nt.set_defaults(func=cmd_notify_test)
+
+    rl = sub.add_parser("rules", help="work with detection rules")
+    rsub = rl.add_subparsers(dest="rules_command", parser_class=_Parser)
+    rc = rsub.add_parser("check", help="load detection-rules TOML files; report refusals and fields auditd lacks")
+    rc.add_argument("paths", nargs="+", metavar="PATH", help="rule files or directories")
+    rc.set_defaults(func=cmd_rules_check)
+
     cc = sub.add_parser("check-config", help="validate a configuration file and print the effective configuration")
     cc.add_argument("file", nargs="?", metavar="FILE", help="default: /etc/auditimds/auditimds.toml")
     cc.set_defaults(func=cmd_check_config)
@@ -304,7 +370,10 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         if args.verbose:
             logging.getLogger("auditimds").setLevel(logging.DEBUG)
         if not getattr(args, "func", None):
-            raise UsageError("a command is required: scan, events, run or check-config (see 'auditimds --help')")
+            if getattr(args, "command", None) == "rules":
+                raise UsageError("a rules command is required: check (see 'auditimds rules --help')")
+            raise UsageError("a command is required: run, scan, events, doctor, status, notify-test, rules, "
+                             "check-config (see 'auditimds --help')")
         return int(args.func(args))
     except UsageError as e:
         print(f"auditimds: error: {e}", file=sys.stderr)

@@ -7,10 +7,15 @@ must be one of "end", "beginning", not "middle"`).  Command-line flags override 
 
 from __future__ import annotations
 
+import grp
+import os
+import stat
 import sys
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Dict, List, Optional, Tuple
+
+from .alerts.notify_config import NotifyConfig, NotifyConfigError, parse_notify
 
 if sys.version_info >= (3, 11):
     import tomllib
@@ -39,6 +44,9 @@ class Config:
     host_id: Optional[str] = None
     host_name: Optional[str] = None
     log_level: str = "info"
+    health_interval: int = 300
+    metrics_textfile: Optional[str] = None
+    notify: NotifyConfig = field(default_factory=NotifyConfig)
     extra: Dict[str, Any] = field(default_factory=dict)
 
     def with_overrides(self, **changes: Any) -> "Config":
@@ -64,8 +72,14 @@ SCHEMA: Dict[str, Dict[str, Tuple[type, str, Optional[Tuple[Any, ...]]]]] = {
         "id": (str, "host_id", None),
         "name": (str, "host_name", None),
     },
-    "log": {"level": (str, "log_level", ("debug", "info", "warning", "error"))},
+    "log": {
+        "level": (str, "log_level", ("debug", "info", "warning", "error")),
+        "health_interval": (int, "health_interval", None),
+    },
+    "metrics": {"textfile": (str, "metrics_textfile", None)},
 }
+# Sections with their own parser (and their own key list).
+SPECIAL_SECTIONS = ("notify",)
 
 _TYPE_NAMES = {str: "a string", bool: "true or false", list: "a list of strings", int: "an integer"}
 
@@ -97,9 +111,17 @@ def _check(source: str, section: str, key: str, value: Any, typ: type,
 def parse_config(data: Dict[str, Any], source: str) -> Config:
     values: Dict[str, Any] = {}
     for section, body in data.items():
+        if section == "notify":
+            if not isinstance(body, dict):
+                raise ConfigError(f"{source}: notify must be a table ([notify]), not a value")
+            try:
+                values["notify"] = parse_notify(body, source)
+            except NotifyConfigError as e:
+                raise ConfigError(str(e)) from None
+            continue
         spec = SCHEMA.get(section)
         if spec is None:
-            known = ", ".join(f"[{s}]" for s in SCHEMA)
+            known = ", ".join(f"[{s}]" for s in list(SCHEMA) + list(SPECIAL_SECTIONS))
             raise ConfigError(f"{source}: unknown section [{section}] (known: {known})")
         if not isinstance(body, dict):
             raise ConfigError(f"{source}: {section} must be a table ([{section}]), not a value")
@@ -109,7 +131,31 @@ def parse_config(data: Dict[str, Any], source: str) -> Config:
                 raise ConfigError(f"{source}: [{section}] unknown key '{key}' (known: {known})")
             typ, attr, allowed = spec[key]
             values[attr] = _check(source, section, key, value, typ, allowed)
+    if values.get("health_interval", 0) < 0:
+        raise ConfigError(f"{source}: [log] health_interval: must be 0 (off) or a number of seconds")
     return Config(source=source, **values)
+
+
+SERVICE_GROUPS = ("root", "auditimds")
+
+
+def check_secret_permissions(path: str, cfg: Config) -> None:
+    """A file with notification URLs (tokens, passwords) must not be readable by other users."""
+    if not cfg.notify.enabled:
+        return
+    try:
+        st = os.stat(path)
+    except OSError:
+        return
+    mode = stat.S_IMODE(st.st_mode)
+    try:
+        group = grp.getgrgid(st.st_gid).gr_name
+    except KeyError:
+        group = str(st.st_gid)
+    if mode & 0o004 or (mode & 0o040 and group not in SERVICE_GROUPS):
+        raise ConfigError(
+            f"{path}: holds notification URLs (secrets) but is readable by other users (mode {mode:04o}, "
+            f"group {group}); fix: chmod 600 {path} (or chown root:auditimds and chmod 640)")
 
 
 def load_config(path: Optional[str]) -> Config:
@@ -135,7 +181,9 @@ def load_config(path: Optional[str]) -> Config:
         raise ConfigError(f"{path}: not UTF-8 text") from None
     except tomllib.TOMLDecodeError as e:
         raise ConfigError(f"{path}: invalid TOML: {e}") from None
-    return parse_config(data, str(path))
+    cfg = parse_config(data, str(path))
+    check_secret_permissions(str(path), cfg)
+    return cfg
 
 
 def describe(cfg: Config) -> List[str]:
@@ -151,6 +199,9 @@ def describe(cfg: Config) -> List[str]:
                 out.append(f"{key} = {'true' if v else 'false'}")
             elif isinstance(v, tuple):
                 out.append(f"{key} = [" + ", ".join(f'"{x}"' for x in v) + "]")
+            elif isinstance(v, int):
+                out.append(f"{key} = {v}")
             else:
                 out.append(f'{key} = "{v}"')
+    out.extend(cfg.notify.describe())
     return out

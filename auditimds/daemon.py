@@ -131,6 +131,9 @@ class Daemon:
             resolver=resolver, ignore_pid=self._ignore_pid,
         )
         self.follower: Optional[LogFollower] = None
+        self.notifier: Any = None
+        self._next_health = 0.0
+        self._next_textfile = 0.0
 
     # -- lifecycle --------------------------------------------------------------------------------------
 
@@ -158,6 +161,7 @@ class Daemon:
                                       "start fresh") from None
                 self.ledger.load(state.get("alerts"))
         self._open_output()
+        self._start_notifier()
         self.follower = LogFollower(self.cfg.input_path, start=self.cfg.start, position=position,
                                     max_batch_bytes=self.max_batch_bytes, log=log)
         if position is not None:
@@ -179,6 +183,21 @@ class Daemon:
         if state is not None:
             self.ledger.load(state.get("alerts"))
         self._open_output()
+        self._start_notifier()
+
+    def _start_notifier(self) -> None:
+        """Notifications (apprise) run on a worker thread; detection never waits for them."""
+        if not self.cfg.notify.enabled:
+            return
+        from .alerts.notify import Notifier  # apprise is loaded only when notifications are configured
+
+        self.notifier = Notifier(self.cfg.notify, Path(self.cfg.state_dir), log=logging.getLogger("auditimds.notify"))
+        self.notifier.start()
+
+    def _stop_notifier(self) -> None:
+        if self.notifier is not None:
+            self.notifier.stop(5.0)
+            self.notifier = None
 
     def feed(self, lines: List[bytes], now: float) -> None:
         """Plugin mode: process lines received on stdin."""
@@ -218,6 +237,7 @@ class Daemon:
         self.checkpoint(now, force=True)
         self.follower.close()
         self.follower = None
+        self._stop_notifier()
         if self._jsonl is not None:
             self._jsonl.close()
             self._jsonl = None
@@ -244,6 +264,8 @@ class Daemon:
         self.emitted += 1
         self._alerts_pending_checkpoint += 1
         log.info("alert %s: %s", aid, alert.get("message", ""))
+        if self.notifier is not None:
+            self.notifier.submit(alert)
 
     def _read(self, now: float) -> int:
         assert self.follower is not None
@@ -263,7 +285,44 @@ class Daemon:
         n = self._read(now)
         self.pipeline.tick(now)
         self.checkpoint(now)
+        self.housekeeping(now)
         return n
+
+    def housekeeping(self, now: float) -> None:
+        """Periodic health line and metrics textfile."""
+        if self.cfg.health_interval and now >= self._next_health:
+            if self._next_health:  # not at start-up
+                log.info("%s", self.health_line())
+            self._next_health = now + self.cfg.health_interval
+        if self.cfg.metrics_textfile and now >= self._next_textfile:
+            self._next_textfile = now + 15.0
+            self.write_textfile()
+
+    def _lag_bytes(self) -> Optional[int]:
+        from .ops.status import log_lag
+
+        pos = self.follower.position if self.follower is not None else None
+        try:
+            lag, _name, _note = log_lag(self.cfg.input_path, pos.to_dict() if pos is not None else None)
+        except Exception:  # noqa: BLE001 - a health figure must never stop the agent
+            return None
+        return lag
+
+    def health_line(self) -> str:
+        from .ops.status import format_health_line
+
+        return format_health_line(self.counters(), lag_bytes=self._lag_bytes())
+
+    def write_textfile(self) -> None:
+        from .ops.status import write_prometheus_textfile
+
+        newest = self.pipeline.newest_ts_ms
+        gauges = {"lag_bytes": self._lag_bytes(),
+                  "lag_seconds": max(0.0, time.time() - newest / 1000) if newest >= 0 else None}
+        try:
+            write_prometheus_textfile(Path(self.cfg.metrics_textfile or ""), self.counters(), gauges=gauges)
+        except OSError as e:
+            log.warning("metrics textfile %s: %s", self.cfg.metrics_textfile, e.strerror or e)
 
     # -- checkpoint -------------------------------------------------------------------------------------
 
@@ -323,6 +382,8 @@ class Daemon:
         st["alerts_suppressed_duplicates"] = self.suppressed
         if self.follower is not None:
             st["follower"] = self.follower.stats.as_dict()
+        if self.notifier is not None:
+            st["notify"] = self.notifier.counters()
         return st
 
     # -- reload -----------------------------------------------------------------------------------------
@@ -332,18 +393,27 @@ class Daemon:
         if (cfg.input_path, cfg.state_dir) != (self.cfg.input_path, self.cfg.state_dir):
             log.warning("[input] path and [state] dir changes take effect at the next restart")
             cfg = cfg.with_overrides(input_path=self.cfg.input_path, state_dir=self.cfg.state_dir)
+        notify_changed = cfg.notify != self.cfg.notify
         self.cfg = cfg
         self.pipeline.set_rules(rules)
         self._open_output()
+        if notify_changed:
+            self._stop_notifier()
+            self._start_notifier()
 
-    def wait_timeout(self) -> Optional[float]:
-        """How long the loop may sleep: None (until woken) when nothing is pending."""
+    def wait_timeout(self, now: Optional[float] = None) -> Optional[float]:
+        """How long the loop may sleep: None (until woken) when nothing is pending and no periodic output
+        (health line, metrics file) is configured."""
         if self.follower is not None and self.follower.status != "following":
             return 2.0
         if self.pipeline.pending:
             return 0.5
         if self._read_since_checkpoint or self._alerts_pending_checkpoint:
             return self.checkpoint_interval
+        due = [t for t in ((self._next_health if self.cfg.health_interval else 0),
+                           (self._next_textfile if self.cfg.metrics_textfile else 0)) if t]
+        if due:
+            return max(0.0, min(due) - (time.time() if now is None else now))
         return None
 
 
@@ -395,6 +465,7 @@ def run_stdin(cfg: Config, load_rules: Callable[[Config], List[Any]],
     finally:
         d.pipeline.finish()
         d._save_ledger()
+        d._stop_notifier()
     log.info("stopped: %s", json.dumps({k: v for k, v in d.counters().items() if not isinstance(v, dict)}))
     return 0
 
@@ -456,7 +527,7 @@ def run_daemon(cfg: Config, config_path: Optional[str], overrides: Dict[str, Any
                     continue
                 waker.resume()
                 continue  # look once more: lines may have arrived before the watch was back
-            waker.wait(d.wait_timeout())
+            waker.wait(d.wait_timeout(time.time()))
     finally:
         d.close(time.time())
         waker.stop()

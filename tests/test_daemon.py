@@ -17,12 +17,16 @@ from auditimds.rules.loader import load_rules
 from tests.conftest import REPO
 
 LOG_LINES = (REPO / "tests" / "fixtures" / "host-a-three-scenarios.log").read_bytes().splitlines(keepends=True)
-RULES, _ = load_rules([builtin_rules_dir()])
+def fresh_rules() -> list:
+    """Compiled rules hold sequence state: every daemon gets its own, as every real process does."""
+    rules, errors = load_rules([builtin_rules_dir()])
+    assert errors == []
+    return rules
 
 
 def daemon(tmp: Path, out: io.StringIO, **kw) -> Daemon:
     cfg = Config(input_path=str(tmp / "audit.log"), state_dir=str(tmp / "state"), start="beginning")
-    d = Daemon(cfg, RULES, host_id="h", host_name="h", stdout=out, resolver=None, self_pid=kw.pop("self_pid", 1),
+    d = Daemon(cfg, fresh_rules(), host_id="h", host_name="h", stdout=out, resolver=None, self_pid=kw.pop("self_pid", 1),
                max_batch_bytes=kw.pop("max_batch_bytes", 64), checkpoint_interval=kw.pop("interval", 0.0))
     d.start()
     return d
@@ -149,11 +153,26 @@ def test_own_process_and_children_are_ignored(tmp_path):
 
 def test_idle_daemon_has_no_timer(tmp_path):
     (tmp_path / "audit.log").write_bytes(b"".join(LOG_LINES))
-    d = daemon(tmp_path, io.StringIO())
+    cfg = Config(input_path=str(tmp_path / "audit.log"), state_dir=str(tmp_path / "state"), start="beginning",
+                 health_interval=0)
+    d = Daemon(cfg, fresh_rules(), host_id="h", host_name="h", stdout=io.StringIO(), self_pid=1)
+    d.start()
     d.step(0.0)
     d.step(0.0)
     d.checkpoint(0.0, force=True)
-    assert d.wait_timeout() is None
+    assert d.wait_timeout(0.0) is None
+
+
+def test_idle_daemon_wakes_only_for_the_health_line(tmp_path, caplog):
+    (tmp_path / "audit.log").write_bytes(b"".join(LOG_LINES))
+    d = daemon(tmp_path, io.StringIO())  # default health_interval: 300 s
+    d.step(1000.0)
+    d.checkpoint(1000.0, force=True)
+    assert d.wait_timeout(1000.0) == 300.0
+    with caplog.at_level("INFO", logger="auditimds"):
+        d.step(1300.0)
+    assert any("lines" in r.getMessage() for r in caplog.records if r.levelname == "INFO")
+    assert d.wait_timeout(1300.0) == 300.0
 
 
 def test_state_errors_are_one_line(tmp_path):
@@ -172,7 +191,7 @@ def test_state_of_another_log_is_not_used(tmp_path, expected, caplog):
     cfg = Config(input_path=str(tmp_path / "other.log"), state_dir=str(tmp_path / "state"), start="beginning")
     (tmp_path / "other.log").write_bytes(b"".join(LOG_LINES))
     out = io.StringIO()
-    d2 = Daemon(cfg, RULES, host_id="h", host_name="h", stdout=out, self_pid=1)
+    d2 = Daemon(cfg, fresh_rules(), host_id="h", host_name="h", stdout=out, self_pid=1)
     d2.start()
     d2.step(0.0)
     d2.close(0.0)
