@@ -232,3 +232,41 @@ def test_live_detection_across_rotation_and_kill9(auditd, imds_ns, tmp_path):
         assert a["destination"]["ip"] == IMDS
     lost = int(audit_status().get("lost", "0")) - int(auditd["lost_before"])
     assert lost == 0, f"the kernel lost {lost} audit events during the test (backlog too small?)"
+
+
+def test_live_notifications_once_per_window(auditd, imds_ns, tmp_path):
+    """[notify] json:// on loopback with real auditd: one POST for six identical accesses within the window."""
+    from tests.alerts.receivers import HttpReceiver
+
+    with HttpReceiver() as hook:
+        cfg = tmp_path / "auditimds.toml"
+        cfg.write_text(f'[input]\nstart = "end"\n[notify]\nurls = ["json://127.0.0.1:{hook.port}/"]\n'
+                       'window = "10m"\n')
+        cfg.chmod(0o600)
+        agent = Agent(tmp_path, auditd["log"])
+        agent.start()
+        run = uuid.uuid4().hex[:8]
+        markers = [f"e2e-{run}-n{i}" for i in range(6)]
+        try:
+            fetch_with_curl(imds_ns, markers[0])
+            wait_for("the first notification", lambda: hook.count >= 1)
+            bodies = hook.json_bodies()
+            assert len(bodies) == 1
+            message = json.dumps(bodies[0])
+            assert f"case={markers[0]}" in message and "curl" in message  # the command line is in it
+            for mk in markers[1:]:
+                fetch_with_curl(imds_ns, mk)
+            wait_for("all six alerts in the JSON lines file",
+                     lambda: {marker_of(a) for a in agent.alerts_list()} >= set(markers))
+            # the same rule, host, executable and parent within the window: suppressed, counted for the digest
+            time.sleep(1.0)  # give a wrong extra POST the chance to arrive before asserting there is none
+            assert hook.count == 1
+            agent.proc.send_signal(signal.SIGTERM)
+            assert agent.proc.wait(timeout=20) == 0, agent.err.read_text()
+        finally:
+            if agent.proc is not None and agent.proc.poll() is None:
+                agent.proc.kill()
+        assert hook.count == 1
+        state = json.loads((tmp_path / "state" / "state.json").read_text())["state"]
+        notify = state["counters"].get("notify", {})
+        assert notify.get("sent") == 1 and notify.get("suppressed") == 5, notify
