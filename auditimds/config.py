@@ -15,6 +15,7 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Dict, List, Optional, Tuple
 
+from .alerts.exceptions import ExceptionConfigError, RuleException, parse_exceptions
 from .alerts.notify_config import NotifyConfig, NotifyConfigError, parse_notify
 
 if sys.version_info >= (3, 11):
@@ -47,6 +48,7 @@ class Config:
     health_interval: int = 300
     metrics_textfile: Optional[str] = None
     notify: NotifyConfig = field(default_factory=NotifyConfig)
+    exceptions: Tuple[RuleException, ...] = ()
     extra: Dict[str, Any] = field(default_factory=dict)
 
     def with_overrides(self, **changes: Any) -> "Config":
@@ -79,7 +81,7 @@ SCHEMA: Dict[str, Dict[str, Tuple[type, str, Optional[Tuple[Any, ...]]]]] = {
     "metrics": {"textfile": (str, "metrics_textfile", None)},
 }
 # Sections with their own parser (and their own key list).
-SPECIAL_SECTIONS = ("notify",)
+SPECIAL_SECTIONS = ("notify", "exceptions")
 
 _TYPE_NAMES = {str: "a string", bool: "true or false", list: "a list of strings", int: "an integer"}
 
@@ -111,6 +113,12 @@ def _check(source: str, section: str, key: str, value: Any, typ: type,
 def parse_config(data: Dict[str, Any], source: str) -> Config:
     values: Dict[str, Any] = {}
     for section, body in data.items():
+        if section == "exceptions":
+            try:
+                values["exceptions"] = parse_exceptions(body, source)
+            except ExceptionConfigError as e:
+                raise ConfigError(str(e)) from None
+            continue
         if section == "notify":
             if not isinstance(body, dict):
                 raise ConfigError(f"{source}: notify must be a table ([notify]), not a value")
@@ -204,4 +212,6 @@ def describe(cfg: Config) -> List[str]:
             else:
                 out.append(f'{key} = "{v}"')
     out.extend(cfg.notify.describe())
+    for e in cfg.exceptions:
+        out.extend(e.describe())
     return out

@@ -28,6 +28,7 @@ from collections import OrderedDict, deque
 from pathlib import Path
 from typing import Any, Callable, Deque, Dict, List, Optional, TextIO, Tuple
 
+from .alerts.exceptions import ExceptionFilter
 from .alerts.sinks import dumps
 from .audit.records import parse_event_id, split_header
 from .config import Config, ConfigError, load_config
@@ -128,7 +129,7 @@ class Daemon:
         self._samples: Deque[Tuple[Position, int]] = deque()
         self.pipeline = Pipeline(
             rules, host_id, host_name, on_alert=self._on_alert, reorder_ms=200, wall_timeout=REASSEMBLY_TIMEOUT_S,
-            resolver=resolver, ignore_pid=self._ignore_pid,
+            resolver=resolver, ignore_pid=self._ignore_pid, exceptions=ExceptionFilter(cfg.exceptions),
         )
         self.follower: Optional[LogFollower] = None
         self.notifier: Any = None
@@ -396,6 +397,7 @@ class Daemon:
         notify_changed = cfg.notify != self.cfg.notify
         self.cfg = cfg
         self.pipeline.set_rules(rules)
+        self.pipeline.exceptions = ExceptionFilter(cfg.exceptions)
         self._open_output()
         if notify_changed:
             self._stop_notifier()

@@ -10,6 +10,7 @@ import logging
 from typing import Any, Callable, Dict, List, Optional, Sequence
 
 from .alerts.document import build_alert
+from .alerts.exceptions import ExceptionFilter
 from .audit.reassembly import AuditEvent, Reassembler, Reorder
 from .ecs.event import EcsEvent
 from .ecs.normalize import Normalizer
@@ -18,7 +19,7 @@ from .ecs.process_table import ProcessTable, Resolver
 log = logging.getLogger("auditimds")
 
 class Counters:
-    __slots__ = ("lines", "malformed", "records", "alerts", "rule_errors")
+    __slots__ = ("lines", "malformed", "records", "alerts", "rule_errors", "excepted")
 
     def __init__(self) -> None:
         self.lines = 0
@@ -26,6 +27,7 @@ class Counters:
         self.records = 0
         self.alerts = 0
         self.rule_errors = 0
+        self.excepted = 0
 
 
 class Pipeline:
@@ -45,11 +47,13 @@ class Pipeline:
         wall_timeout: float = 2.0,
         resolver: Optional[Resolver] = None,
         ignore_pid: Optional[Callable[[int, int], bool]] = None,
+        exceptions: Optional[ExceptionFilter] = None,
     ) -> None:
         self.rules = list(rules)
         self.on_alert = on_alert
         self.on_event = on_event
         self.counters = Counters()
+        self.exceptions = exceptions
         self.table = ProcessTable(host_id, resolver=resolver)
         self.normalizer = Normalizer(host_id, host_name, self.table, ignore_pid=ignore_pid)
         self.reorder = Reorder(self._ordered, reorder_ms)
@@ -133,6 +137,10 @@ class Pipeline:
                     log.warning("rule %s (%s) failed on an event: %s", rule.rule_id, rule.name, e)
                 continue
             for events in matches:
+                exc = self.exceptions
+                if exc and exc.matches(rule.rule_id, events):
+                    self.counters.excepted += 1
+                    continue
                 self.counters.alerts += 1
                 if self.on_alert is not None:
                     self.on_alert(build_alert(rule, events))
@@ -150,5 +158,6 @@ class Pipeline:
             "reassembly": self.reassembler.stats.as_dict(),
             "late_events": self.reorder.late,
             "rule_errors": c.rule_errors,
+            "alerts_silenced_by_exceptions": c.excepted,
             "processes_tracked": len(self.table),
         }
