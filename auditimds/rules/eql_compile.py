@@ -51,6 +51,7 @@ from .eql_parser import (
     iter_fields,
     parse_query,
 )
+from .wildcard import GlobSet
 
 __all__ = [
     "compile_expr",
@@ -87,13 +88,7 @@ def _has_wildcard(p: str) -> bool:
 
 
 class _PatternSet:
-    """A list of wildcard patterns split into an exact-string set and at most two combined regexes.
-
-    Patterns without wildcards go to a frozenset.  Patterns starting with ``*`` are matched with
-    one unanchored
-    ``search`` regex (``*foo*`` -> ``foo``, ``*foo`` -> ``foo\\Z``), which is cheaper than backtracking over
-    a leading ``.*``; the remaining ones (anchored at the start) go to one ``fullmatch`` regex.
-    """
+    """A list of wildcard patterns: an exact-string set and one linear-time `GlobSet` for the rest."""
 
     __slots__ = ("exact", "fullmatch", "search", "insensitive")
 
@@ -101,23 +96,11 @@ class _PatternSet:
         pats = [p.lower() if insensitive else p for p in patterns]
         self.insensitive = insensitive
         self.exact = frozenset(p for p in pats if not _has_wildcard(p))
-        anchored = sorted({p for p in pats if _has_wildcard(p) and not p.startswith("*")})
-        floating = set()
-        for p in pats:
-            if p.startswith("*"):
-                core = p.lstrip("*")
-                if core.endswith("*"):
-                    floating.add(wildcard_to_regex(core.rstrip("*")))
-                else:
-                    floating.add(wildcard_to_regex(core) + r"\Z")
-        self.fullmatch: Callable[[str], Any] | None = None
+        # Wildcard patterns are matched in linear time (rules/wildcard.py), never with a backtracking regex:
+        # the text is attacker-controlled and can be megabytes long.
+        wild = sorted({p for p in pats if _has_wildcard(p)})
+        self.fullmatch: Callable[[str], Any] | None = GlobSet(wild) if wild else None
         self.search: Callable[[str], Any] | None = None
-        if anchored:
-            src = "|".join(f"(?:{wildcard_to_regex(p)})" for p in anchored)
-            self.fullmatch = re.compile(src, re.DOTALL).fullmatch
-        if floating:
-            src = "|".join(f"(?:{x})" for x in sorted(floating))
-            self.search = re.compile(src, re.DOTALL).search
 
     def match_str(self, s: str) -> bool:
         if self.insensitive:
@@ -713,8 +696,11 @@ def query_fields(query: Query) -> frozenset:
     return frozenset(names)
 
 
-def compile_query(query: Union[Query, str], max_keys: int = 100_000):
-    """Compile a parsed query (or query text) into an engine object (see :mod:`auditimds.rules.sequence`)."""
+def compile_query(query: Union[Query, str], max_keys: int = 100_000, lazy_first: bool = False):
+    """Compile a parsed query (or query text) into an engine object (see :mod:`auditimds.rules.sequence`).
+
+    ``lazy_first``: evaluate a sequence's first stage only when a second-stage event needs it (same
+    matches; see :class:`~auditimds.rules.sequence.SequenceMatcher`).  The rule loader turns it on."""
     from .sequence import EventMatcher, SequenceMatcher
 
     if isinstance(query, str):
@@ -724,5 +710,6 @@ def compile_query(query: Union[Query, str], max_keys: int = 100_000):
     if isinstance(query, Sequence):
         preds = [compile_expr(s.where, f"stage{i}") for i, s in enumerate(query.stages)]
         until = compile_expr(query.until.where, "until") if query.until is not None else None
-        return SequenceMatcher(query, preds, until, query_fields(query), max_keys=max_keys)
+        return SequenceMatcher(query, preds, until, query_fields(query), max_keys=max_keys,
+                               lazy_first=lazy_first)
     raise TypeError(f"not a query: {type(query).__name__}")

@@ -85,7 +85,7 @@ def load_rule(path: Union[str, Path]) -> Rule:
         raise RuleLoadError(path, "missing or empty rule.query")
     try:
         parsed = parse_query(query)
-        compiled = compile_query(parsed)
+        compiled = compile_query(parsed, lazy_first=True)
     except EqlSyntaxError as exc:
         raise RuleLoadError(path, f"invalid query: {exc}") from None
     threat = rule.get("threat") or []

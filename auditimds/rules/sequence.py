@@ -26,7 +26,7 @@ each slot table holds at most ``max_keys`` keys (least recently written evicted 
 
 from __future__ import annotations
 
-from collections import OrderedDict
+from collections import OrderedDict, deque
 from typing import Any, Callable, Dict, List, Mapping, Tuple
 from typing import Sequence as Seq
 
@@ -45,6 +45,7 @@ class _NoKey:
 
 
 NOKEY: Any = _NoKey()
+_UNK: Any = object()  # not computed yet
 
 
 def _make_keyfn(fields: Seq[Field]) -> Callable[[Mapping[str, Any]], Any]:
@@ -136,6 +137,7 @@ class SequenceMatcher(CompiledQuery):
         until: Predicate | None,
         fields: frozenset,
         max_keys: int = 100_000,
+        lazy_first: bool = False,
     ) -> None:
         if len(preds) != len(query.stages) or len(preds) < 2:
             raise ValueError("a sequence needs one predicate per stage and at least two stages")
@@ -171,11 +173,27 @@ class SequenceMatcher(CompiledQuery):
         self._multi_cache: Dict[Tuple[Any, ...], Tuple[int, ...]] = {}
         self._sweep_every = max(self.maxspan // 2, 1_000_000) if self.maxspan is not None else None
         self._next_sweep: int | None = None
+        # Lazy first stage (needs a maxspan): stage-0 events are kept as candidates for maxspan, unevaluated;
+        # the stage-0 predicate and key of a candidate are computed only when a stage-1 event looks for a
+        # sequence to advance (newest candidate of its key first), at most once each.  Same matches as the
+        # eager slot (the newest stage-0 match of the key, if within maxspan), but a rule whose second stage
+        # is rare (the seed rule: connects to 169.254.169.254) almost never evaluates its first stage.
+        # _cands: [ts, seq, ev, key|_UNK, ok|_UNK]; _dead: key -> (ts, seq) of the event that consumed
+        # (advanced) or dropped (`until`) its candidates: those with a smaller arrival seq are dead (seq, not
+        # time, so that a clock stepping back cannot revive or kill candidates).  A seq going backwards means
+        # a new stream (the matcher fed again from the start): the lazy state is reset.
+        self.lazy_first = bool(lazy_first and self.maxspan is not None)
+        self._cands: deque = deque()
+        self._dead: Dict[Any, Tuple[int, int]] = {}
+        self._last_seq = -1
+        if self.lazy_first and self.n == 2 and until is None:
+            self.process = self._process_lazy2  # type: ignore[method-assign]
 
     # -- state inspection
     @property
     def pending(self) -> int:
-        return sum(len(d) for d in self.slots)
+        """Partial sequences held (with a lazy first stage: plus the unevaluated stage-0 candidates)."""
+        return sum(len(d) for d in self.slots) + len(self._cands)
 
     def _stages_for(self, cat: Any) -> Tuple[int, ...]:
         if cat.__class__ is str:
@@ -202,6 +220,12 @@ class SequenceMatcher(CompiledQuery):
         if maxspan is None:
             return
         limit = now_ts_ns - maxspan
+        cands = self._cands
+        while cands and cands[0][0] < limit:
+            cands.popleft()
+            self.expired += 1
+        if self._dead:
+            self._dead = {k: w for k, w in self._dead.items() if w[0] >= limit}
         for d in self.slots:
             # slot tables are ordered by insertion time; once the oldest entry is still alive, everything left
             # was inserted within the last maxspan (so memory stays bounded by the event rate * maxspan)
@@ -221,7 +245,72 @@ class SequenceMatcher(CompiledQuery):
             d.popitem(last=False)
             self.evicted += 1
 
+    def _take_candidate(self, key: Any, ts_ns: int, seq: int) -> list | None:
+        """Lazy first stage: the newest live stage-0 match of `key` within maxspan of (ts_ns, seq), consumed."""
+        maxspan = self.maxspan
+        dead = self._dead.get(key)
+        keyfn = self.keyfns[0]
+        pred = self.preds[0]
+        for c in reversed(self._cands):
+            cts = c[0]
+            if ts_ns - cts > maxspan:  # type: ignore[operator]
+                continue  # (not break: a late, out-of-order event may sit among newer ones)
+            if not (cts < ts_ns or (cts == ts_ns and c[1] < seq)):
+                continue
+            ck = c[3]
+            if ck is _UNK:
+                ck = c[3] = keyfn(c[2])
+            if ck is NOKEY or ck != key:
+                continue
+            if dead is not None and c[1] < dead[1]:
+                return None  # this one and every older candidate of the key were consumed
+            ok = c[4]
+            if ok is _UNK:
+                ok = c[4] = bool(pred(c[2]))
+            if ok:
+                self._dead[key] = (ts_ns, seq)
+                return [cts, cts, c[1], [c[2]]]
+        return None
+
     # -- the hot path
+    def _process_lazy2(self, ev: Mapping[str, Any], ts_ns: int, seq: int) -> List[List[Mapping[str, Any]]]:
+        """`process` for the common shape (two stages, lazy first stage, no until): same results, less work
+        per event (most events only join the candidate window)."""
+        cat = ev["event.category"]
+        if cat.__class__ is list and len(cat) == 1:
+            cat = cat[0]
+        stages = self._dispatch.get(cat) if cat.__class__ is str else None
+        if stages is None:
+            stages = self._stages_for(ev["event.category"])
+        if seq < self._last_seq:
+            self._cands.clear()
+            self._dead.clear()
+        self._last_seq = seq
+        out: List[List[Mapping[str, Any]]] = []
+        cands = self._cands
+        for k in stages:
+            if k:
+                if not cands or not self.preds[1](ev):
+                    continue
+                key = self.keyfns[1](ev)
+                if key is NOKEY:
+                    continue
+                rec = self._take_candidate(key, ts_ns, seq)
+                if rec is not None:
+                    rec[3].append(ev)
+                    self.matches += 1
+                    out.append(rec[3])
+            else:
+                limit = ts_ns - self.maxspan  # type: ignore[operator]
+                while cands and cands[0][0] < limit:
+                    cands.popleft()
+                    self.expired += 1
+                cands.append([ts_ns, seq, ev, _UNK, _UNK])
+                if len(cands) > self.max_keys:
+                    cands.popleft()
+                    self.evicted += 1
+        return out
+
     def process(self, ev: Mapping[str, Any], ts_ns: int, seq: int) -> List[List[Mapping[str, Any]]]:
         stages = self._stages_for(ev["event.category"])
         if self._sweep_every is not None:
@@ -233,18 +322,55 @@ class SequenceMatcher(CompiledQuery):
                 self._next_sweep = ts_ns + self._sweep_every
         slots = self.slots
         if self.until_pred is not None and _category_matches(ev["event.category"], self.until_cat):
-            if any(slots) and self.until_pred(ev):
+            if (any(slots) or self._cands) and self.until_pred(ev):
                 key = self.until_key(ev)  # type: ignore[misc]
                 if key is not NOKEY:
                     for d in slots:
                         d.pop(key, None)
+                    if self._cands:
+                        self._dead[key] = (ts_ns, seq)
         if not stages:
             return []
         out: List[List[Mapping[str, Any]]] = []
         last = self.n - 1
         maxspan = self.maxspan
         preds = self.preds
+        lazy = self.lazy_first
+        if lazy:
+            if seq < self._last_seq:
+                self._cands.clear()
+                self._dead.clear()
+            self._last_seq = seq
         for k in stages:
+            if lazy and k <= 1:
+                if k == 1:
+                    if not self._cands or not preds[1](ev):
+                        continue
+                    key = self.keyfns[1](ev)
+                    if key is NOKEY:
+                        continue
+                    rec = self._take_candidate(key, ts_ns, seq)
+                    if rec is None:
+                        continue
+                    rec[1] = ts_ns
+                    rec[2] = seq
+                    rec[3].append(ev)
+                    if k == last:
+                        self.matches += 1
+                        out.append(rec[3])
+                    else:
+                        self._put(slots[k], key, rec)
+                else:
+                    cands = self._cands
+                    limit = ts_ns - maxspan  # type: ignore[operator]
+                    while cands and cands[0][0] < limit:
+                        cands.popleft()
+                        self.expired += 1
+                    cands.append([ts_ns, seq, ev, _UNK, _UNK])
+                    if len(cands) > self.max_keys:
+                        cands.popleft()
+                        self.evicted += 1
+                continue
             if k:
                 prev = slots[k - 1]
                 if not prev or not preds[k](ev):

@@ -1,0 +1,159 @@
+"""`auditimds rules check PATH...`: which detection-rules TOML files load, and which are meaningful here.
+
+For each rule file (a directory means every ``*.toml`` in it, sorted, as for ``--rules``) one line:
+
+    <path>: loaded: <rule name> (<rule_id>)
+    <path>: refused: <one-line reason>
+
+and, under a loaded rule, what auditd-derived events can never give it (see :mod:`auditimds.ecs.fields`):
+
+    fields not supplied by auditd events: file.path, process.hash.sha256
+    event categories never produced: file
+    values never produced: event.action == "fork"
+
+A rule with none of these notes only uses what the normalizer supplies (whether a field is present on a given
+event still depends on the audit rules and on what the log holds; see docs/design.md).
+
+Exit code: 0 if every file loaded, 1 if any was refused, 2 on bad usage (no path, a missing path, a directory
+without rule files).
+"""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+from typing import Iterator, List, TextIO, Tuple, Union
+
+from ..ecs import fields as ecs_fields
+from .eql_compile import wildcard_matcher
+from .eql_parser import (
+    And,
+    Compare,
+    EventQuery,
+    Field,
+    FuncCall,
+    InSet,
+    Literal,
+    Match,
+    Node,
+    Not,
+    Or,
+    Query,
+    Sequence,
+    Stage,
+    iter_fields,
+)
+from .loader import RuleLoadError, load_rule
+
+__all__ = ["check_rules", "rule_notes", "rule_files"]
+
+
+def rule_files(paths: List[str]) -> Tuple[List[Path], List[str]]:
+    """(rule files in order, usage errors)."""
+    files: List[Path] = []
+    errors: List[str] = []
+    for raw in paths:
+        p = Path(raw)
+        if p.is_dir():
+            found = sorted(x for x in p.glob("*.toml") if x.is_file())
+            if not found:
+                errors.append(f"{raw}: no *.toml rule files in this directory")
+            files.extend(found)
+        elif p.exists():
+            files.append(p)
+        else:
+            errors.append(f"{raw}: no such file or directory")
+    return files, errors
+
+
+def _stages(q: Query) -> List[Union[Stage, EventQuery]]:
+    if isinstance(q, Sequence):
+        return list(q.stages) + ([q.until] if q.until is not None else [])
+    return [q]
+
+
+def _walk(node: Node) -> Iterator[Node]:
+    yield node
+    if isinstance(node, Not):
+        yield from _walk(node.expr)
+    elif isinstance(node, (And, Or)):
+        for it in node.items:
+            yield from _walk(it)
+    elif isinstance(node, Compare):
+        yield from _walk(node.left)
+        yield from _walk(node.right)
+    elif isinstance(node, (InSet, Match)):
+        yield from _walk(node.expr)
+    elif isinstance(node, FuncCall):
+        for a in node.args:
+            yield from _walk(a)
+
+
+def _dead_values(where: Node) -> List[str]:
+    """Literal tests on enumerated fields (event.action, event.category...) that no produced value passes."""
+    out: List[str] = []
+    nv = ecs_fields.never_produced_value
+    for n in _walk(where):
+        if isinstance(n, Compare) and n.op in ("==", "!=") and isinstance(n.left, Field):
+            lit = n.right.value if isinstance(n.right, Literal) else None
+            if isinstance(lit, str) and nv(n.left.name, lit):
+                out.append(f'{n.left.name} {n.op} "{lit}"')
+        elif isinstance(n, InSet) and isinstance(n.expr, Field):
+            for v in n.values:
+                if isinstance(v.value, str) and nv(n.expr.name, v.value, insensitive=n.insensitive):
+                    out.append(f'{n.expr.name} in{"~" if n.insensitive else ""} "{v.value}"')
+        elif isinstance(n, Match) and isinstance(n.expr, Field):
+            for p in n.patterns:
+                if n.kind.startswith("regex"):
+                    rx = re.compile(p, re.DOTALL | (re.IGNORECASE if n.kind == "regex~" else 0))
+                    m = lambda s, _rx=rx: _rx.fullmatch(s) is not None  # noqa: E731
+                else:
+                    m = wildcard_matcher(p, n.kind != "like")
+                if nv(n.expr.name, p, matcher=m):
+                    out.append(f'{n.expr.name} {n.kind} "{p}"')
+    return out
+
+
+def rule_notes(query: Query) -> List[str]:
+    """What auditd-derived events can never give this query (empty: everything it uses can be supplied)."""
+    notes: List[str] = []
+    names = {f.name for f in iter_fields(query)}
+    missing = ecs_fields.unsupplied(names)
+    if missing:
+        notes.append("fields not supplied by auditd events: " + ", ".join(missing))
+    cats = sorted({s.category for s in _stages(query) if s.category is not None} - ecs_fields.CATEGORIES)
+    if cats:
+        notes.append("event categories never produced: " + ", ".join(cats))
+    dead: List[str] = []
+    for s in _stages(query):
+        for d in _dead_values(s.where):
+            if d not in dead:
+                dead.append(d)
+    if dead:
+        notes.append("values never produced: " + ", ".join(dead))
+    return notes
+
+
+def check_rules(paths: List[str], out: TextIO) -> int:
+    """Check rule files; write one report line per file (plus notes) to `out`.  Returns the exit code."""
+    if not paths:
+        out.write("auditimds rules check: no rule file or directory given\n")
+        return 2
+    files, errors = rule_files(paths)
+    if errors:
+        for e in errors:
+            out.write(f"auditimds rules check: {e}\n")
+        return 2
+    refused = 0
+    for f in files:
+        try:
+            rule = load_rule(f)
+        except RuleLoadError as exc:
+            refused += 1
+            out.write(f"{f}: refused: {exc.reason}\n")
+            continue
+        out.write(f"{f}: loaded: {rule.name} ({rule.rule_id})\n")
+        assert rule.parsed is not None
+        for note in rule_notes(rule.parsed):
+            out.write(f"    {note}\n")
+    return 1 if refused else 0

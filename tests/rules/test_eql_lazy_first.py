@@ -1,0 +1,108 @@
+"""The lazy first stage (used for loaded rules) gives exactly the matches of the eager slot machine."""
+
+from __future__ import annotations
+
+import random
+
+import pytest
+
+from auditimds.rules.eql_compile import compile_query
+
+S = 1_000_000_000
+
+
+class Ev(dict):
+    def __missing__(self, key):
+        return None
+
+
+QUERIES = [
+    'sequence by host.id, process.parent.entity_id with maxspan=3s '
+    '[process where event.action == "A" and process.name : ("x*", "y")] [network where event.action == "B"]',
+    'sequence by host.id with maxspan=2s [process where event.action == "A"] by process.entity_id '
+    '[network where event.action == "B"] by process.parent.entity_id',
+    'sequence by host.id with maxspan=3s [process where event.action == "A"] '
+    '[network where event.action == "B"] [process where event.action == "C"]',
+    'sequence by host.id with maxspan=3s [process where event.action == "A"] '
+    '[network where event.action == "B"] until [process where event.action == "END"]',
+    'sequence by host.id with maxspan=1s [any where event.action in ("A", "B")] [any where event.action == "B"]',
+    'sequence by ?process.parent.entity_id with maxspan=2s [process where event.action == "A"] '
+    '[process where event.action == "A"]',
+]
+
+
+def stream(rng, n):
+    t = 0
+    out = []
+    for i in range(n):
+        t += rng.choice([0, 0, 1, S // 3, S, 2 * S, 3 * S])
+        cat = rng.choice(["process", "network"])
+        d = Ev({"event.category": [cat], "id": i, "host.id": rng.choice(["h1", "h2"])})
+        d["event.action"] = rng.choice(["A", "C", "END"] if cat == "process" else ["B"])
+        d["process.name"] = rng.choice(["xa", "y", "z"])
+        for f in ("process.entity_id", "process.parent.entity_id"):
+            d[f] = rng.choice(["p1", "p2", "p3", None])
+        out.append((t, d))
+    return out
+
+
+@pytest.mark.parametrize("query", QUERIES)
+def test_lazy_equals_eager(query):
+    rng = random.Random(hash(query) & 0xFFFF)
+    total = 0
+    for _ in range(150):
+        evs = stream(rng, 40)
+        res = []
+        for lazy in (False, True):
+            cq = compile_query(query, lazy_first=lazy)
+            ms = []
+            for seq, (ts, e) in enumerate(evs):
+                ms.extend([x["id"] for x in m] for m in cq.process(e, ts, seq))
+            res.append(ms)
+        assert res[0] == res[1]
+        total += len(res[0])
+    assert total > 20
+
+
+def test_lazy_first_skips_stage_zero_without_stage_one():
+    calls = []
+    cq = compile_query(QUERIES[0], lazy_first=True)
+    orig = cq.preds[0]
+    cq.preds[0] = lambda e: calls.append(e) or orig(e)
+    a = Ev({"event.category": ["process"], "event.action": "A", "process.name": "xa", "host.id": "h",
+            "process.parent.entity_id": "p", "id": 1})
+    for i in range(100):
+        cq.process(a, i, i)
+    assert calls == [] and cq.pending == 100
+    b = Ev({"event.category": ["network"], "event.action": "B", "host.id": "h", "process.parent.entity_id": "p",
+            "id": 2})
+    assert [[x["id"] for x in m] for m in cq.process(b, 200, 200)] == [[1, 2]]
+    assert len(calls) == 1  # only the newest candidate of the key
+    cq.prune(10 * S)
+    assert cq.pending == 0
+
+
+def _a(i, ts_key="p"):
+    return Ev({"event.category": ["process"], "event.action": "A", "process.name": "xa", "host.id": "h",
+               "process.parent.entity_id": ts_key, "id": i})
+
+
+def _b(i):
+    return Ev({"event.category": ["network"], "event.action": "B", "host.id": "h", "process.parent.entity_id": "p",
+               "id": i})
+
+
+def test_clock_stepping_back_does_not_kill_new_candidates():
+    cq = compile_query(QUERIES[0], lazy_first=True)
+    assert len(cq.process(_a(1), 100 * S, 1)) == 0
+    assert [[x["id"] for x in m] for m in cq.process(_b(2), 101 * S, 2)] == [[1, 2]]
+    # the clock steps back 50 s: a new exec then connect of the same parent must still match
+    cq.process(_a(3), 51 * S, 3)
+    assert [[x["id"] for x in m] for m in cq.process(_b(4), 51 * S + 1, 4)] == [[3, 4]]
+
+
+def test_feeding_the_same_matcher_again_from_the_start():
+    cq = compile_query(QUERIES[0], lazy_first=True)
+    for _ in range(2):
+        cq.process(_a(1), 10, 0)
+        assert [[x["id"] for x in m] for m in cq.process(_b(2), 20, 1)] == [[1, 2]]
