@@ -147,6 +147,9 @@ class SequenceMatcher(CompiledQuery):
         self.n = len(preds)
         self.maxspan: int | None = query.maxspan_ns
         self.max_keys = max_keys
+        # unevaluated first-stage events held for one maxspan (lazy mode): about 20 s of 1,000 execs/s;
+        # each holds a whole event, so this bound is what keeps memory flat
+        self.max_candidates = min(max_keys, 20_000)
         self.keyfns = [_make_keyfn(list(query.by) + list(s.by)) for s in query.stages]
         self.until_pred = until
         self.until_key = (
@@ -302,11 +305,17 @@ class SequenceMatcher(CompiledQuery):
                     out.append(rec[3])
             else:
                 limit = ts_ns - self.maxspan  # type: ignore[operator]
+                if cands and cands[-1][0] > ts_ns + self.maxspan:  # type: ignore[operator]
+                    # the clock stepped back (reboot, NTP step, concatenated logs): the queued candidates are
+                    # "in the future" and pruning from the left would never reach what comes after them
+                    self.expired += len(cands)
+                    cands.clear()
+                    self._dead.clear()
                 while cands and cands[0][0] < limit:
                     cands.popleft()
                     self.expired += 1
                 cands.append([ts_ns, seq, ev, _UNK, _UNK])
-                if len(cands) > self.max_keys:
+                if len(cands) > self.max_candidates:
                     cands.popleft()
                     self.evicted += 1
         return out
@@ -363,11 +372,15 @@ class SequenceMatcher(CompiledQuery):
                 else:
                     cands = self._cands
                     limit = ts_ns - maxspan  # type: ignore[operator]
+                    if cands and cands[-1][0] > ts_ns + maxspan:  # type: ignore[operator]
+                        self.expired += len(cands)  # clock stepped back: see _process_lazy2
+                        cands.clear()
+                        self._dead.clear()
                     while cands and cands[0][0] < limit:
                         cands.popleft()
                         self.expired += 1
                     cands.append([ts_ns, seq, ev, _UNK, _UNK])
-                    if len(cands) > self.max_keys:
+                    if len(cands) > self.max_candidates:
                         cands.popleft()
                         self.evicted += 1
                 continue

@@ -106,3 +106,23 @@ def test_feeding_the_same_matcher_again_from_the_start():
     for _ in range(2):
         cq.process(_a(1), 10, 0)
         assert [[x["id"] for x in m] for m in cq.process(_b(2), 20, 1)] == [[1, 2]]
+
+
+def test_lazy_candidates_stay_bounded_when_the_clock_steps_back():
+    """Concatenated logs, a reboot or an NTP step: time goes back; the candidate queue must not grow."""
+    from auditimds.rules.eql_compile import compile_query
+
+    class Ev(dict):
+        def __missing__(self, k):
+            return None
+
+    q = compile_query('sequence by host.id with maxspan=3s [process where true] [network where true]',
+                      lazy_first=True)
+    sizes = []
+    for rnd in range(4):  # the same hour of events four times over
+        for i in range(3000):
+            ts = (1_000_000 + i) * 1_000_000_000 // 100  # 100 events per second
+            q.process(Ev({"event.category": ["process"], "host.id": "h"}), ts, rnd * 10_000 + i)
+        sizes.append(q.pending)
+    assert max(sizes) <= 400  # ~3 s of 100 events/s, not the 12,000 events seen
+    assert q.expired > 0
