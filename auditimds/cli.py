@@ -56,7 +56,7 @@ def host_identity(args: argparse.Namespace) -> "tuple[str, str]":
 # -- rules ------------------------------------------------------------------------------------------------
 
 
-def load_rule_set(extra: Sequence[str], builtin: bool) -> List[Any]:
+def load_rule_set(extra: Sequence[str], builtin: bool, allow_none: bool = False) -> List[Any]:
     from .rules.loader import load_rules
 
     paths: List[Path] = []
@@ -71,6 +71,9 @@ def load_rule_set(extra: Sequence[str], builtin: bool) -> List[Any]:
     for err in errors:
         print(f"auditimds: warning: rule skipped: {err}", file=sys.stderr)
     if not rules:
+        if allow_none and not paths:
+            print("auditimds: no rules: counting events only", file=sys.stderr)
+            return []
         raise UsageError("no rules loaded (built-in rules disabled and no --rules given, or all refused)")
     return rules
 
@@ -157,7 +160,7 @@ def _summary(st: Dict[str, Any], what: str) -> str:
 def cmd_scan(args: argparse.Namespace) -> int:
     from .alerts.sinks import JsonLinesSink
 
-    rules = load_rule_set(args.rules, not args.no_builtin_rules)
+    rules = load_rule_set(args.rules, not args.no_builtin_rules, allow_none=True)
     sink = JsonLinesSink(sys.stdout, flush=False)
     st = _run_files(args, sink, None, rules)
     sys.stdout.flush()

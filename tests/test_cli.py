@@ -72,7 +72,11 @@ def test_usage_errors(tmp_path):
     one_line_error(cli("scan", str(FIXTURE), str(tmp_path / "nope.log")), "nope.log: no such file")
     one_line_error(cli("scan", str(tmp_path)), "is a directory")
     one_line_error(cli("scan", "--rules", str(tmp_path / "none.toml"), str(FIXTURE)), "no such file")
-    one_line_error(cli("scan", "--no-builtin-rules", str(FIXTURE)), "no rules loaded")
+    one_line_error(cli("scan", "--no-builtin-rules", "--rules", str(tmp_path / "empty"), str(FIXTURE)),
+                   "no such file")
+    (tmp_path / "empty").mkdir()
+    one_line_error(cli("scan", "--no-builtin-rules", "--rules", str(tmp_path / "empty"), str(FIXTURE)),
+                   "no rules loaded")
     bad = tmp_path / "bad.gz"
     bad.write_bytes(gzip.compress(b"type=SYSCALL x\n" * 5000)[:40])
     one_line_error(cli("scan", str(bad)), "bad.gz")
@@ -121,6 +125,12 @@ def test_refused_rule_is_skipped_with_one_warning(tmp_path):
     assert len(r.stdout.splitlines()) == 1  # the built-in rule still runs
     warnings = [ln for ln in r.stderr.splitlines() if "warning" in ln]
     assert len(warnings) == 2 and any("broken.toml" in w for w in warnings) and any("kql.toml" in w for w in warnings)
+
+
+def test_scan_without_any_rule_counts_events_only():
+    r = cli("scan", "--no-builtin-rules", str(FIXTURE))
+    assert r.returncode == 0 and r.stdout == ""
+    assert "no rules: counting events only" in r.stderr and "7 events" in r.stderr
 
 
 def test_version():
