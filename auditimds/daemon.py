@@ -12,6 +12,9 @@
   processed.  Alerts found again on re-reading are recognised by their deterministic `alert.id`, persisted
   with the checkpoint, and not emitted twice.  An alert is written (and flushed) before the checkpoint that
   records it, and the checkpoint is written as soon as a step emitted an alert.
+* `type = "new_terms"` rules remember which terms they have seen: that history is saved in its own file in the
+  state dir (`new_terms.json`, atomically, when it changed) at each checkpoint and on close, and loaded at
+  start (and carried over on a rules reload), so a restart does not make every known term new again.
 * Events of auditimds itself and of its children are ignored; parents unknown to the process table are
   looked up in /proc (the log is this host's own).
 """
@@ -40,6 +43,7 @@ from .source.tail import LogFollower, Position
 log = logging.getLogger("auditimds")
 
 STATE_FILE = "state.json"
+NEW_TERMS_FILE = "new_terms.json"
 REASSEMBLY_TIMEOUT_S = 2
 RESUME_MARGIN_MS = 2000
 CHECKPOINT_INTERVAL_S = 1.0
@@ -119,6 +123,8 @@ class Daemon:
         self.max_batch_bytes = max_batch_bytes
         self.checkpoint_interval = checkpoint_interval
         self.state_path = Path(cfg.state_dir) / STATE_FILE
+        self.new_terms_path = Path(cfg.state_dir) / NEW_TERMS_FILE
+        self._new_terms_saved: Optional[int] = None
         self.ledger = AlertLedger()
         self.emitted = 0
         self.suppressed = 0
@@ -161,6 +167,7 @@ class Daemon:
                     raise DaemonError(f"{self.state_path}: bad resume position ({e}); remove the file to "
                                       "start fresh") from None
                 self.ledger.load(state.get("alerts"))
+        self.load_new_terms()
         self._open_output()
         self._start_notifier()
         self.follower = LogFollower(self.cfg.input_path, start=self.cfg.start, position=position,
@@ -183,8 +190,54 @@ class Daemon:
             state = None
         if state is not None:
             self.ledger.load(state.get("alerts"))
+        try:
+            self.load_new_terms()
+        except DaemonError as e:
+            log.warning("%s: new_terms rules start with an empty history", e)
         self._open_output()
         self._start_notifier()
+
+    # -- new_terms history ------------------------------------------------------------------------------
+
+    def _new_terms_rules(self) -> List[Any]:
+        return [r for r in self.pipeline.rules if hasattr(r.compiled, "to_state")]
+
+    def _new_terms_changes(self) -> int:
+        return sum(getattr(r.compiled, "changes", 0) for r in self._new_terms_rules())
+
+    def load_new_terms(self) -> None:
+        """Restore the history of the new_terms rules from the state dir (a rule no longer loaded is ignored)."""
+        if not self._new_terms_rules():
+            return
+        try:
+            saved = load_state(self.new_terms_path)
+        except CheckpointError as e:
+            raise DaemonError(str(e)) from None
+        rules = saved.get("rules") if saved is not None else None
+        if not isinstance(rules, dict):
+            self._new_terms_saved = self._new_terms_changes()
+            return
+        n = 0
+        for r in self._new_terms_rules():
+            n += r.compiled.load_state(rules.get(r.rule_id))
+        self._new_terms_saved = self._new_terms_changes()
+        log.info("new_terms history restored: %d term(s)", n)
+
+    def save_new_terms(self, force: bool = False) -> None:
+        """Write the history of the new_terms rules (only if it changed since the last write)."""
+        rules = self._new_terms_rules()
+        if not rules:
+            return
+        changes = self._new_terms_changes()
+        if not force and changes == self._new_terms_saved:
+            return
+        doc = {"rules": {r.rule_id: r.compiled.to_state() for r in rules}}
+        try:
+            save_state(self.new_terms_path, doc)
+        except CheckpointError as e:
+            log.error("%s", e)
+            return
+        self._new_terms_saved = changes
 
     def _start_notifier(self) -> None:
         """Notifications (apprise) run on a worker thread; detection never waits for them."""
@@ -208,6 +261,7 @@ class Daemon:
             self._save_ledger()
 
     def _save_ledger(self) -> None:
+        self.save_new_terms()
         try:
             save_state(self.state_path, {"log": "<stdin>", "resume": None, "position": None,
                                          "alerts": self.ledger.to_list(),
@@ -368,6 +422,9 @@ class Daemon:
             "newest_event_ms": newest,
             "counters": self.counters(),
         }
+        # the history first: a crash between the two writes then at worst suppresses a re-found alert that the
+        # ledger would have suppressed anyway, never repeats one
+        self.save_new_terms()
         try:
             save_state(self.state_path, state)
         except CheckpointError as e:
@@ -396,7 +453,11 @@ class Daemon:
             cfg = cfg.with_overrides(input_path=self.cfg.input_path, state_dir=self.cfg.state_dir)
         notify_changed = cfg.notify != self.cfg.notify
         self.cfg = cfg
+        old = {r.rule_id: r.compiled.to_state() for r in self._new_terms_rules()}
         self.pipeline.set_rules(rules)
+        for r in self._new_terms_rules():
+            if r.rule_id in old and r.compiled is not None:
+                r.compiled.load_state(old[r.rule_id])
         self.pipeline.exceptions = ExceptionFilter(cfg.exceptions)
         self._open_output()
         if notify_changed:

@@ -2,6 +2,8 @@
 
 Sources: the kernels' syscall tables as reproduced by laurel and go-libaudit (see the shared auditd-format
 spec, section 5).  i386/arm/s390x programs may connect through socketcall(2) with a0 = SYS_CONNECT (3).
+io_uring_setup (425 everywhere) is decoded for the hardened rule pack: io_uring's own operations (connect
+included) bypass syscall audit rules.
 """
 
 from __future__ import annotations
@@ -14,6 +16,7 @@ CONNECT = "connect"
 SOCKETCALL = "socketcall"
 ACCEPT = "accept"
 ACCEPT4 = "accept4"
+IO_URING_SETUP = "io_uring_setup"
 
 ARCH_X86_64 = 0xC000003E
 ARCH_I386 = 0x40000003
@@ -35,24 +38,27 @@ ARCH_NAMES: Dict[int, str] = {
     ARCH_RISCV64: "riscv64",
 }
 
-_GENERIC = {221: EXECVE, 281: EXECVEAT, 203: CONNECT, 202: ACCEPT, 242: ACCEPT4}
+# io_uring_setup is 425 on every architecture (the unified syscall numbering of Linux 5.1+).
+_GENERIC = {221: EXECVE, 281: EXECVEAT, 203: CONNECT, 202: ACCEPT, 242: ACCEPT4, 425: IO_URING_SETUP}
+
+_PPC64 = {11: EXECVE, 362: EXECVEAT, 328: CONNECT, 102: SOCKETCALL, 330: ACCEPT, 344: ACCEPT4, 425: IO_URING_SETUP}
 
 SYSCALLS: Dict[int, Dict[int, str]] = {
-    ARCH_X86_64: {59: EXECVE, 322: EXECVEAT, 42: CONNECT, 43: ACCEPT, 288: ACCEPT4},
-    ARCH_I386: {11: EXECVE, 358: EXECVEAT, 362: CONNECT, 102: SOCKETCALL, 364: ACCEPT4},
+    ARCH_X86_64: {59: EXECVE, 322: EXECVEAT, 42: CONNECT, 43: ACCEPT, 288: ACCEPT4, 425: IO_URING_SETUP},
+    ARCH_I386: {11: EXECVE, 358: EXECVEAT, 362: CONNECT, 102: SOCKETCALL, 364: ACCEPT4, 425: IO_URING_SETUP},
     ARCH_AARCH64: _GENERIC,
     ARCH_RISCV64: _GENERIC,
-    ARCH_ARM: {11: EXECVE, 387: EXECVEAT, 283: CONNECT, 285: ACCEPT, 366: ACCEPT4},
-    ARCH_PPC64: {11: EXECVE, 362: EXECVEAT, 328: CONNECT, 102: SOCKETCALL, 330: ACCEPT, 344: ACCEPT4},
-    ARCH_PPC64LE: {11: EXECVE, 362: EXECVEAT, 328: CONNECT, 102: SOCKETCALL, 330: ACCEPT, 344: ACCEPT4},
-    ARCH_S390X: {11: EXECVE, 354: EXECVEAT, 362: CONNECT, 102: SOCKETCALL, 364: ACCEPT4},
+    ARCH_ARM: {11: EXECVE, 387: EXECVEAT, 283: CONNECT, 285: ACCEPT, 366: ACCEPT4, 425: IO_URING_SETUP},
+    ARCH_PPC64: _PPC64,
+    ARCH_PPC64LE: _PPC64,
+    ARCH_S390X: {11: EXECVE, 354: EXECVEAT, 362: CONNECT, 102: SOCKETCALL, 364: ACCEPT4, 425: IO_URING_SETUP},
 }
 
 # socketcall(2) call numbers (a0), from linux/net.h.
 SOCKETCALL_CALLS = {3: CONNECT, 5: ACCEPT, 18: ACCEPT4}
 
 # Names written by ENRICHED `SYSCALL=` or `ausearch -i` (`syscall=execve`), accepted when the number is absent.
-_BY_NAME = {EXECVE, EXECVEAT, CONNECT, SOCKETCALL, ACCEPT, ACCEPT4}
+_BY_NAME = {EXECVE, EXECVEAT, CONNECT, SOCKETCALL, ACCEPT, ACCEPT4, IO_URING_SETUP}
 
 
 def syscall_name(arch: Optional[int], number: Optional[int]) -> Optional[str]:

@@ -27,8 +27,9 @@ __all__ = [
 SUPPLIED: Dict[str, str] = {
     "@timestamp": "",
     "event.category": "process, network",
-    "event.type": "start",
-    "event.action": "exec, connection_attempted, connection_accepted (accept/accept4 audited)",
+    "event.type": "start; info (io_uring_setup)",
+    "event.action": "exec, connection_attempted, connection_accepted (accept/accept4 audited), io_uring_setup "
+                    "(io_uring_setup audited)",
     "event.kind": "",
     "event.module": "",
     "event.outcome": "",
@@ -39,7 +40,7 @@ SUPPLIED: Dict[str, str] = {
     "process.entity_id": "",
     "process.executable": "SYSCALL exe=",
     "process.name": "basename of process.executable",
-    "process.args": "exec events; network events of processes whose exec was seen",
+    "process.args": "exec events; network and io_uring_setup events of processes whose exec was seen",
     "process.args_count": "as process.args",
     "process.command_line": "as process.args",
     "process.working_directory": "exec events; network events of processes whose exec was seen",
@@ -79,8 +80,8 @@ CATEGORIES: FrozenSet[str] = frozenset({"process", "network"})
 # enumerated fields: every value the normalizer produces
 VALUES: Dict[str, FrozenSet[str]] = {
     "event.category": CATEGORIES,
-    "event.type": frozenset({"start"}),
-    "event.action": frozenset({"exec", "connection_attempted", "connection_accepted"}),
+    "event.type": frozenset({"start", "info"}),
+    "event.action": frozenset({"exec", "connection_attempted", "connection_accepted", "io_uring_setup"}),
     "event.kind": frozenset({"event"}),
     "event.module": frozenset({"auditd"}),
     "event.outcome": frozenset({"success", "failure", "unknown"}),

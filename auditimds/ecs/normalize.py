@@ -4,7 +4,10 @@
 * connect (also socketcall(SYS_CONNECT) and accept/accept4 where audited) on an IPv4/IPv6 socket ->
   event.category ["network"], event.type ["start"], event.action "connection_attempted" (or
   "connection_accepted"), for every attempt whatever its result; the result is kept in `auditd.result`,
-  `auditd.data.exit`, `auditd.data.errno` and `event.outcome`.
+  `auditd.data.exit`, `auditd.data.errno` and `event.outcome`;
+* io_uring_setup (where audited: io_uring's own connects are invisible to syscall audit rules) ->
+  event.category ["process"], event.type ["info"], event.action "io_uring_setup", with the process fields of
+  a network event and the result in `event.outcome`, `auditd.data.exit`, `auditd.data.errno`.
 
 Every SYSCALL record also updates the process table (see process_table.py).
 
@@ -107,11 +110,12 @@ def _value_of(line: bytes, off: int, name: bytes) -> Optional[bytes]:
 
 
 class NormalizeStats:
-    __slots__ = ("exec", "network", "other", "no_syscall", "bad_syscall")
+    __slots__ = ("exec", "network", "uring", "other", "no_syscall", "bad_syscall")
 
     def __init__(self) -> None:
         self.exec = 0
         self.network = 0
+        self.uring = 0
         self.other = 0
         self.no_syscall = 0
         self.bad_syscall = 0
@@ -169,6 +173,8 @@ class Normalizer:
         proc = table.observe(pid, ppid, exe, ts_ms, uid, ses)
         if ev.sockaddr is not None and (name == sc.CONNECT or name == sc.ACCEPT or name == sc.ACCEPT4):
             return self._network(ev, s, table, proc, exe, ts_ms, name)
+        if name == sc.IO_URING_SETUP:
+            return self._uring(ev, s, table, proc, exe, ts_ms, name)
         self.stats.other += 1
         return None
 
@@ -212,7 +218,7 @@ class Normalizer:
             uname = _user_name(line, off)
             if uname is not None:
                 d["user.name"] = uname
-            if d["event.category"] == ["network"]:
+            if d["event.category"] == ["network"] or name == sc.IO_URING_SETUP:
                 d["auditd.result"] = "success" if s[2] else "fail"
                 d["auditd.data.errno"] = sc.errno_name(exit_code)
                 d["event.outcome"] = "success" if exit_code is not None and exit_code >= 0 else (
@@ -307,6 +313,38 @@ class Normalizer:
             d[f"{side}.address"] = sa.address
         if sa.port is not None:
             d[f"{side}.port"] = sa.port
+        if exe:
+            d["process.executable"] = exe
+            d["process.name"] = proc.name
+        if proc.cwd is not None and proc.exec_seen:
+            d["process.working_directory"] = proc.cwd
+        parent = table.parent(proc.ppid, ts_ms) if proc.ppid is not None else None
+        if parent is not None:
+            d["process.parent.pid"] = parent.pid
+            if parent.executable:
+                d["process.parent.executable"] = parent.executable
+                d["process.parent.name"] = parent.name
+        if proc.leader is not None:
+            self._leader_fields(d, proc)
+        return EcsEvent(d, ts_ms, 0, proc.args, parent.args if parent is not None else None,
+                        self._filler(ev, s, name, host_name, proc, parent), OUTPUT_KEYS, proc, parent)
+
+
+    # -- io_uring_setup ---------------------------------------------------------------------------------
+
+    def _uring(self, ev: AuditEvent, s: Syscall, table: ProcessTable, proc: Proc, exe: Optional[str],
+               ts_ms: int, name: str) -> EcsEvent:
+        """A process setting up an io_uring instance: the only io_uring step syscall rules can see."""
+        self.stats.uring += 1
+        host_id, host_name = self._host(ev)
+        d: Dict[str, Any] = {
+            "event.category": ["process"],
+            "event.type": ["info"],
+            "event.action": "io_uring_setup",
+            "host.id": host_id,
+            "host.os.type": "linux",
+            "process.pid": proc.pid,
+        }
         if exe:
             d["process.executable"] = exe
             d["process.name"] = proc.name

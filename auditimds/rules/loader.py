@@ -10,7 +10,8 @@ from typing import Any, Dict, List, Tuple, Union
 
 from .eql_compile import compile_query
 from .eql_parser import EqlSyntaxError, Query, parse_query
-from .sequence import CompiledQuery
+from .new_terms import DEFAULT_MAX_TERMS, HistoryWindowError, NewTermsMatcher, parse_history_window
+from .sequence import CompiledQuery, EventMatcher
 
 if sys.version_info >= (3, 11):
     import tomllib
@@ -47,6 +48,9 @@ class Rule:
     source_path: Path | None = None
     compiled: CompiledQuery | None = field(default=None, repr=False, compare=False)
     parsed: Query | None = field(default=None, repr=False, compare=False)
+    # type = "new_terms": the fields whose value combination must be new, and the history window (ms)
+    new_terms_fields: List[str] = field(default_factory=list)
+    history_window_ms: int | None = None
 
 
 def _str_list(v: Any) -> List[str]:
@@ -76,10 +80,11 @@ def load_rule(path: Union[str, Path]) -> Rule:
             raise RuleLoadError(path, f"missing or empty rule.{key}")
     rtype = rule.get("type")
     lang = rule.get("language")
-    if rtype != "eql":
-        raise RuleLoadError(path, f"unsupported rule type {rtype!r} (only 'eql' rules are supported)")
+    if rtype not in ("eql", "new_terms"):
+        raise RuleLoadError(path, f"unsupported rule type {rtype!r} (only 'eql' and 'new_terms' rules are supported)")
     if lang != "eql":
-        raise RuleLoadError(path, f"unsupported query language {lang!r} (only 'eql' is supported)")
+        hint = " (a new_terms rule must have its query translated to EQL)" if rtype == "new_terms" else ""
+        raise RuleLoadError(path, f"unsupported query language {lang!r} (only 'eql' is supported){hint}")
     query = rule.get("query")
     if not isinstance(query, str) or not query.strip():
         raise RuleLoadError(path, "missing or empty rule.query")
@@ -88,6 +93,14 @@ def load_rule(path: Union[str, Path]) -> Rule:
         compiled = compile_query(parsed, lazy_first=True)
     except EqlSyntaxError as exc:
         raise RuleLoadError(path, f"invalid query: {exc}") from None
+    nt_fields: List[str] = []
+    window_ms: int | None = None
+    if rtype == "new_terms":
+        nt_fields, window_ms = _new_terms_options(path, rule.get("new_terms"))
+        if not isinstance(compiled, EventMatcher):
+            raise RuleLoadError(path, "a new_terms rule needs a single-event query (<category> where ...), "
+                                      "not a sequence or sample")
+        compiled = NewTermsMatcher(compiled, nt_fields, window_ms, max_terms=DEFAULT_MAX_TERMS)
     threat = rule.get("threat") or []
     if not isinstance(threat, list):
         threat = [threat]
@@ -106,7 +119,44 @@ def load_rule(path: Union[str, Path]) -> Rule:
         source_path=path,
         compiled=compiled,
         parsed=parsed,
+        new_terms_fields=nt_fields,
+        history_window_ms=window_ms,
     )
+
+
+def _new_terms_options(path: Path, nt: Any) -> Tuple[List[str], int]:
+    """``[rule.new_terms]`` as detection-rules writes it::
+
+        [rule.new_terms]
+        field = "new_terms_fields"
+        value = ["host.id", "process.executable"]
+        [[rule.new_terms.history_window_start]]
+        field = "history_window_start"
+        value = "now-7d"
+
+    (``history_window_start = "now-7d"`` directly in ``[rule.new_terms]`` is accepted too)."""
+    if not isinstance(nt, dict):
+        raise RuleLoadError(path, "a new_terms rule needs a [rule.new_terms] table")
+    if nt.get("field", "new_terms_fields") != "new_terms_fields":
+        raise RuleLoadError(path, f"rule.new_terms.field must be 'new_terms_fields', not {nt.get('field')!r}")
+    fields = nt.get("value")
+    if (not isinstance(fields, list) or not fields or not all(isinstance(f, str) and f.strip() for f in fields)
+            or len(set(fields)) != len(fields)):
+        raise RuleLoadError(path, "rule.new_terms.value must be a non-empty list of distinct field names")
+    if len(fields) > 3:
+        raise RuleLoadError(path, "rule.new_terms.value: at most 3 fields (as in Elastic)")
+    hws = nt.get("history_window_start")
+    if isinstance(hws, list):
+        found = [h.get("value") for h in hws if isinstance(h, dict) and h.get("field", "history_window_start")
+                 == "history_window_start"]
+        hws = found[0] if len(found) == 1 else None
+    if hws is None:
+        raise RuleLoadError(path, "rule.new_terms needs one history_window_start (e.g. 'now-7d')")
+    try:
+        window_ms = parse_history_window(hws)
+    except HistoryWindowError as exc:
+        raise RuleLoadError(path, f"rule.new_terms: {exc}") from None
+    return [f.strip() for f in fields], window_ms
 
 
 def load_rules(paths: List[Union[str, Path]]) -> Tuple[List[Rule], List[RuleLoadError]]:

@@ -63,7 +63,7 @@ find "$STAGE" -name __pycache__ -prune -exec rm -rf {} +
 # 3. the rest of the file system
 install -d "$ROOT/usr/bin" "$ROOT/lib/systemd/system" "$ROOT/etc/auditimds" "$ROOT/etc/audit/rules.d" \
   "$ROOT/usr/share/auditimds/audit" "$ROOT/usr/share/auditimds/audisp" "$ROOT/usr/share/doc/auditimds" \
-  "$ROOT/DEBIAN"
+  "$ROOT/usr/share/auditimds/rules/hardened" "$ROOT/DEBIAN"
 cat > "$ROOT/usr/bin/auditimds" <<WRAP
 #!/bin/sh
 # auditimds: the application lives in the virtual environment $PREFIX (package auditimds).
@@ -76,12 +76,15 @@ install -m 0640 "$REPO/packaging/audit/auditimds.rules" "$ROOT/etc/audit/rules.d
 install -m 0644 "$REPO/packaging/audit/auditimds.rules" "$REPO/packaging/audit/auditimds-lowvolume.rules" \
   "$ROOT/usr/share/auditimds/audit/"
 install -m 0644 "$REPO/packaging/audisp/auditimds.conf" "$ROOT/usr/share/auditimds/audisp/auditimds.conf"
+# the opt-in hardened rule pack: enable with [rules] paths = ["/usr/share/auditimds/rules/hardened"]
+install -m 0644 "$REPO"/config/rules/hardened/* "$ROOT/usr/share/auditimds/rules/hardened/"
 install -m 0644 "$REPO/README.md" "$ROOT/usr/share/doc/auditimds/README.md"
 [ -f "$REPO/docs/operations.md" ] && install -m 0644 "$REPO/docs/operations.md" "$ROOT/usr/share/doc/auditimds/"
 cat > "$ROOT/usr/share/doc/auditimds/copyright" <<'COPY'
 auditimds: Apache-2.0 (see the project's pyproject.toml).
 Bundled detection rule (auditimds/builtin_rules): Elastic License 2.0, see
-/opt/auditimds/lib/python3*/site-packages/auditimds/builtin_rules/.
+/opt/auditimds/lib/python3*/site-packages/auditimds/builtin_rules/. The hardened pack in
+/usr/share/auditimds/rules/hardened: rules derived from Elastic's carry the Elastic License 2.0 (see its README).
 Bundled Python dependencies under /opt/auditimds: each under its own licence (see its dist-info).
 COPY
 
