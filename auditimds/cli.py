@@ -56,6 +56,11 @@ def host_identity(args: argparse.Namespace) -> "tuple[str, str]":
 # -- rules ------------------------------------------------------------------------------------------------
 
 
+def shipped_packs() -> List[str]:
+    d = builtin_rules_dir()
+    return sorted(x.name for x in d.iterdir() if x.is_dir() and not x.name.startswith(("_", "."))) if d.is_dir() else []
+
+
 def load_rule_set(extra: Sequence[str], builtin: bool, allow_none: bool = False) -> List[Any]:
     from .rules.loader import load_rules
 
@@ -65,7 +70,12 @@ def load_rule_set(extra: Sequence[str], builtin: bool, allow_none: bool = False)
     for p in extra:
         pp = Path(p)
         if not pp.exists():
-            raise UsageError(f"--rules {p}: no such file or directory")
+            shipped = builtin_rules_dir() / p  # a pack shipped with auditimds, by name: --rules hardened
+            if "/" not in p and shipped.is_dir():
+                pp = shipped
+            else:
+                packs = ", ".join(shipped_packs())
+                raise UsageError(f"--rules {p}: no such file or directory (shipped packs: {packs})")
         paths.append(pp)
     rules, errors = load_rules(paths)
     for err in errors:

@@ -133,6 +133,14 @@ def test_scan_without_any_rule_counts_events_only():
     assert "no rules: counting events only" in r.stderr and "7 events" in r.stderr
 
 
+def test_shipped_pack_by_name(tmp_path):
+    r = cli("scan", "--rules", "hardened", str(FIXTURE), cwd=tmp_path)  # not in a checkout: found by name
+    assert r.returncode == 0, r.stderr
+    names = {json.loads(ln)["rule"]["name"] for ln in r.stdout.splitlines()}
+    assert "Unusual Instance Metadata Service (IMDS) API Request" in names and len(names) >= 2
+    one_line_error(cli("scan", "--rules", "nosuchpack", str(FIXTURE), cwd=tmp_path), "shipped packs: hardened")
+
+
 def test_version():
     r = cli("--version")
     assert r.returncode == 0 and r.stdout.startswith("auditimds ")
