@@ -61,7 +61,7 @@ def shipped_packs() -> List[str]:
     return sorted(x.name for x in d.iterdir() if x.is_dir() and not x.name.startswith(("_", "."))) if d.is_dir() else []
 
 
-def load_rule_set(extra: Sequence[str], builtin: bool, allow_none: bool = False) -> List[Any]:
+def load_rule_set(extra: Sequence[str], builtin: bool, allow_none: bool = False, lazy_first: bool = True) -> List[Any]:
     from .rules.loader import load_rules
 
     paths: List[Path] = []
@@ -77,7 +77,7 @@ def load_rule_set(extra: Sequence[str], builtin: bool, allow_none: bool = False)
                 packs = ", ".join(shipped_packs())
                 raise UsageError(f"--rules {p}: no such file or directory (shipped packs: {packs})")
         paths.append(pp)
-    rules, errors = load_rules(paths)
+    rules, errors = load_rules(paths, lazy_first=lazy_first)
     for err in errors:
         print(f"auditimds: warning: rule skipped: {err}", file=sys.stderr)
     if not rules:
@@ -225,7 +225,8 @@ def cmd_run(args: argparse.Namespace) -> int:
         logging.getLogger("auditimds").setLevel(cfg.log_level.upper())
 
     def rules_for(c: Any) -> List[Any]:
-        return load_rule_set(list(c.rule_paths) + extra_rules, c.builtin_rules)
+        # eager first stages: the agent holds no window of unevaluated events (memory budget)
+        return load_rule_set(list(c.rule_paths) + extra_rules, c.builtin_rules, lazy_first=False)
 
     def host_for(c: Any) -> "tuple[str, str]":
         return (c.host_id or machine_id(), c.host_name or socket.gethostname())

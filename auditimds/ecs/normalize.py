@@ -20,6 +20,7 @@ until a rule reads it or the event is written out (see event.py).
 from __future__ import annotations
 
 import re
+from functools import partial
 from typing import Any, Callable, Dict, Optional, Tuple
 
 from ..audit import syscalls as sc
@@ -186,53 +187,11 @@ class Normalizer:
             return node, node
         return self.host_id, self.host_name
 
-    def _filler(self, aev: AuditEvent, s: Syscall, name: str, host_name: str, proc: Proc,
-                parent: Optional[Proc]) -> Callable[[EcsEvent], None]:
-        """Deferred output fields of one event (see EcsEvent)."""
-
-        def fill(d: EcsEvent) -> None:
-            line, off = aev.syscall  # type: ignore[misc]
-            f = parse_fields(kernel_part(line, off))
-            arch, exit_code = s[0], s[3]
-            d["event.kind"] = "event"
-            d["event.module"] = "auditd"
-            d["host.name"] = host_name
-            d["auditd.sequence"] = aev.serial
-            d["auditd.data.syscall"] = name
-            d["auditd.data.exit"] = exit_code
-            if arch is not None:
-                d["auditd.data.arch"] = sc.ARCH_NAMES.get(arch, f"{arch:x}")
-            for key, field in ((b"uid", "user.id"), (b"euid", "user.effective.id"), (b"gid", "group.id")):
-                v = f.get(key)
-                if v is not None:
-                    d[field] = v.decode("ascii", "replace")
-            auid = _int(f.get(b"auid"))
-            if auid is not None and auid != UNSET_SESSION:
-                d["user.audit.id"] = str(auid)
-            ses = s[9]
-            if ses is not None and ses != UNSET_SESSION:
-                d["auditd.session"] = str(ses)
-            key = decode(f.get(b"key"))
-            if key:
-                d["tags"] = [k.decode("utf-8", "backslashreplace") for k in key.split(b"\x01") if k]
-            uname = _user_name(line, off)
-            if uname is not None:
-                d["user.name"] = uname
-            if d["event.category"] == ["network"] or name == sc.IO_URING_SETUP:
-                d["auditd.result"] = "success" if s[2] else "fail"
-                d["auditd.data.errno"] = sc.errno_name(exit_code)
-                d["event.outcome"] = "success" if exit_code is not None and exit_code >= 0 else (
-                    "unknown" if exit_code == -115 else "failure")
-            else:
-                d["event.outcome"] = "success"
-                tty = s[8]
-                if tty and tty != b"(none)":
-                    d["process.tty.name"] = tty.decode("ascii", "replace")
-            lead = proc.leader
-            if lead is not None and "process.entry_leader.pid" in d:
-                d["process.entry_leader.entity_id"] = lead.entity_id
-
-        return fill
+    @staticmethod
+    def _filler(aev: AuditEvent, name: str, host_name: str, proc: Proc) -> Callable[[EcsEvent], None]:
+        """Deferred output fields of one event (see EcsEvent).  Rules may hold events for a while, so this
+        keeps nothing but references: the SYSCALL record is parsed again when the fields are needed."""
+        return partial(_fill_output, aev, name, host_name, proc)
 
     @staticmethod
     def _leader_fields(d: Dict[str, Any], p: Proc) -> None:
@@ -282,7 +241,7 @@ class Normalizer:
             d["process.parent.name"] = parent.name
         if p.leader is not None:
             self._leader_fields(d, p)
-        return EcsEvent(d, ts_ms, 0, args, parent.args, self._filler(ev, s, name, host_name, p, parent),
+        return EcsEvent(d, ts_ms, 0, args, parent.args, self._filler(ev, name, host_name, p),
                         OUTPUT_KEYS, p, parent)
 
     # -- network ----------------------------------------------------------------------------------------
@@ -327,7 +286,7 @@ class Normalizer:
         if proc.leader is not None:
             self._leader_fields(d, proc)
         return EcsEvent(d, ts_ms, 0, proc.args, parent.args if parent is not None else None,
-                        self._filler(ev, s, name, host_name, proc, parent), OUTPUT_KEYS, proc, parent)
+                        self._filler(ev, name, host_name, proc), OUTPUT_KEYS, proc, parent)
 
 
     # -- io_uring_setup ---------------------------------------------------------------------------------
@@ -359,7 +318,51 @@ class Normalizer:
         if proc.leader is not None:
             self._leader_fields(d, proc)
         return EcsEvent(d, ts_ms, 0, proc.args, parent.args if parent is not None else None,
-                        self._filler(ev, s, name, host_name, proc, parent), OUTPUT_KEYS, proc, parent)
+                        self._filler(ev, name, host_name, proc), OUTPUT_KEYS, proc, parent)
+
+
+def _fill_output(aev: AuditEvent, name: str, host_name: str, proc: Proc, d: EcsEvent) -> None:
+    line, off = aev.syscall  # type: ignore[misc]
+    f = parse_fields(kernel_part(line, off))
+    arch = _arch(f.get(b"arch"))
+    exit_code = _int(f.get(b"exit"))
+    d["event.kind"] = "event"
+    d["event.module"] = "auditd"
+    d["host.name"] = host_name
+    d["auditd.sequence"] = aev.serial
+    d["auditd.data.syscall"] = name
+    d["auditd.data.exit"] = exit_code
+    if arch is not None:
+        d["auditd.data.arch"] = sc.ARCH_NAMES.get(arch, f"{arch:x}")
+    for key, field in ((b"uid", "user.id"), (b"euid", "user.effective.id"), (b"gid", "group.id")):
+        v = f.get(key)
+        if v is not None:
+            d[field] = v.decode("ascii", "replace")
+    auid = _int(f.get(b"auid"))
+    if auid is not None and auid != UNSET_SESSION:
+        d["user.audit.id"] = str(auid)
+    ses = _int(f.get(b"ses"))
+    if ses is not None and ses != UNSET_SESSION:
+        d["auditd.session"] = str(ses)
+    key = decode(f.get(b"key"))
+    if key:
+        d["tags"] = [k.decode("utf-8", "backslashreplace") for k in key.split(b"\x01") if k]
+    uname = _user_name(line, off)
+    if uname is not None:
+        d["user.name"] = uname
+    if d["event.category"] == ["network"] or name == sc.IO_URING_SETUP:
+        d["auditd.result"] = "success" if f.get(b"success") == b"yes" else "fail"
+        d["auditd.data.errno"] = sc.errno_name(exit_code)
+        d["event.outcome"] = "success" if exit_code is not None and exit_code >= 0 else (
+            "unknown" if exit_code == -115 else "failure")
+    else:
+        d["event.outcome"] = "success"
+        tty = f.get(b"tty")
+        if tty and tty != b"(none)":
+            d["process.tty.name"] = tty.decode("ascii", "replace")
+    lead = proc.leader
+    if lead is not None and "process.entry_leader.pid" in d:
+        d["process.entry_leader.entity_id"] = lead.entity_id
 
 
 def _user_name(line: bytes, off: int) -> Optional[str]:

@@ -59,8 +59,12 @@ def _str_list(v: Any) -> List[str]:
     return [] if v is None else [str(v)]
 
 
-def load_rule(path: Union[str, Path]) -> Rule:
-    """Load and compile one rule file.  Raises :class:`RuleLoadError`."""
+def load_rule(path: Union[str, Path], lazy_first: bool = True) -> Rule:
+    """Load and compile one rule file.  Raises :class:`RuleLoadError`.
+
+    `lazy_first`: evaluate a sequence's first stage only when a later stage needs it (fastest for batch
+    scans; the events of one maxspan are held meanwhile).  The live agent, whose memory budget matters more
+    than a few microseconds per exec, evaluates eagerly."""
     path = Path(path)
     try:
         raw = path.read_bytes()
@@ -90,7 +94,7 @@ def load_rule(path: Union[str, Path]) -> Rule:
         raise RuleLoadError(path, "missing or empty rule.query")
     try:
         parsed = parse_query(query)
-        compiled = compile_query(parsed, lazy_first=True)
+        compiled = compile_query(parsed, lazy_first=lazy_first)
     except EqlSyntaxError as exc:
         raise RuleLoadError(path, f"invalid query: {exc}") from None
     nt_fields: List[str] = []
@@ -159,7 +163,7 @@ def _new_terms_options(path: Path, nt: Any) -> Tuple[List[str], int]:
     return [f.strip() for f in fields], window_ms
 
 
-def load_rules(paths: List[Union[str, Path]]) -> Tuple[List[Rule], List[RuleLoadError]]:
+def load_rules(paths: List[Union[str, Path]], lazy_first: bool = True) -> Tuple[List[Rule], List[RuleLoadError]]:
     """Load rule files and directories (every ``*.toml`` inside, sorted, not recursive).
 
     Returns ``(rules, errors)``.  A later rule with an already seen ``rule_id`` replaces the
@@ -180,7 +184,7 @@ def load_rules(paths: List[Union[str, Path]]) -> Tuple[List[Rule], List[RuleLoad
     by_id: Dict[str, Rule] = {}
     for f in files:
         try:
-            rule = load_rule(f)
+            rule = load_rule(f, lazy_first=lazy_first)
         except RuleLoadError as exc:
             errors.append(exc)
             continue
