@@ -48,6 +48,7 @@ REASSEMBLY_TIMEOUT_S = 2
 RESUME_MARGIN_MS = 2000
 CHECKPOINT_INTERVAL_S = 1.0
 BUSY_POLL_INTERVAL_S = 0.05
+CATCH_UP_CHECKPOINT_BATCHES = 32  # about 32 MB of log
 BUSY_QUIET_POLLS = 4
 
 
@@ -89,6 +90,15 @@ class AlertLedger:
         for item in items:
             if isinstance(item, list) and len(item) == 2 and isinstance(item[0], str) and isinstance(item[1], int):
                 self.add(item[0], item[1])
+
+
+_CONTROL = {c: f"\\x{c:02x}" for c in list(range(0x20)) + [0x7F]}
+
+
+def _printable(text: str) -> str:
+    """Attacker-controlled text (process names, paths) for a log line: control characters escaped, so a
+    name holding a newline cannot forge log lines."""
+    return text.translate(_CONTROL)
 
 
 def _first_ts_ms(lines: List[bytes]) -> Optional[int]:
@@ -212,7 +222,10 @@ class Daemon:
         try:
             saved = load_state(self.new_terms_path)
         except CheckpointError as e:
-            raise DaemonError(str(e)) from None
+            # only history: starting without it costs a few repeated "first seen" alerts, refusing to start
+            # would stop detection (and an attacker can make the file grow)
+            log.warning("%s; new_terms rules start with an empty history", e)
+            saved = None
         rules = saved.get("rules") if saved is not None else None
         if not isinstance(rules, dict):
             self._new_terms_saved = self._new_terms_changes()
@@ -318,19 +331,25 @@ class Daemon:
         self.ledger.add(aid, ts if ts >= 0 else 0)
         self.emitted += 1
         self._alerts_pending_checkpoint += 1
-        log.info("alert %s: %s", aid, alert.get("message", ""))
+        log.info("alert %s: %s", aid, _printable(alert.get("message", "")))
         if self.notifier is not None:
             self.notifier.submit(alert)
 
     def _read(self, now: float) -> int:
         assert self.follower is not None
         n = 0
+        batches = 0
         for batch in self.follower.iter_available():
             ts = _first_ts_ms(batch.lines)
             if ts is not None and batch.start is not None:
                 self._samples.append((batch.start, ts))
             self.pipeline.feed(batch.lines, now)
             n += len(batch.lines)
+            batches += 1
+            if batches % CATCH_UP_CHECKPOINT_BATCHES == 0:
+                # a long catch-up moves the checkpoint along: a crash in it does not replay everything
+                self._read_since_checkpoint = True
+                self.checkpoint(now, force=True)
         if n:
             self._read_since_checkpoint = True
         return n

@@ -196,3 +196,9 @@ def test_state_of_another_log_is_not_used(tmp_path, expected, caplog):
     d2.step(0.0)
     d2.close(0.0)
     assert "not" in caplog.text and sorted(ids(out)) == sorted(expected)
+
+
+def test_alert_log_lines_cannot_be_forged_by_a_process_name():
+    from auditimds.daemon import _printable
+
+    assert _printable("x\nauditimds: INFO: all good\r\x1b[2K") == "x\\x0aauditimds: INFO: all good\\x0d\\x1b[2K"

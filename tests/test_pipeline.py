@@ -95,4 +95,46 @@ def test_one_megabyte_lines_through_the_pipeline():
     p.finish()
     assert p.counters.malformed == 1
     (ev,) = events
-    assert len(ev["process.args"][1]) == 1 << 19 and ev["process.args"][1][:3] == "AAA"
+    # a single record larger than the per-event EXECVE budget (64 KiB) is cut there and flagged
+    assert ev["process.args"][1][:3] == "AAA" and len(ev["process.args"][1]) <= 64 * 1024
+    assert ev["auditimds.args_truncated"] is True
+
+
+def _huge_argv_exec(i: int, arg_bytes: int) -> List[bytes]:
+    """One exec of `true` with an argument of `arg_bytes` bytes, split into records the way the kernel does."""
+    ts = f"{1000 + 5 * i}.000:{i + 1}"
+    hexarg = b"41" * arg_bytes
+    chunk = 7446
+    pieces = [hexarg[j:j + chunk] for j in range(0, len(hexarg), chunk)]
+    lines = [
+        f"type=SYSCALL msg=audit({ts}): arch=c000003e syscall=59 success=yes exit=0 a0=1 a1=2 a2=3 a3=0 items=2 "
+        f"ppid=10 pid={100 + i} auid=0 uid=0 gid=0 euid=0 suid=0 fsuid=0 egid=0 sgid=0 fsgid=0 tty=(none) ses=1 "
+        f'comm="true" exe="/usr/bin/true" key="exec"'.encode(),
+        f'type=EXECVE msg=audit({ts}): argc=2 a0="true" a1_len={len(hexarg)} a1[0]='.encode() + pieces[0],
+    ]
+    lines += [f"type=EXECVE msg=audit({ts}):  a1[{k}]=".encode() + p for k, p in enumerate(pieces[1:], 1)]
+    lines.append(f'type=PROCTITLE msg=audit({ts}): proctitle="true"'.encode())
+    return lines
+
+
+def test_huge_arguments_do_not_exhaust_memory():
+    """Security: argv is attacker-controlled (~2 MB per exec); held data must stay bounded per event and per
+    process, whatever the number of such execs."""
+    import tracemalloc
+
+    events: List[Any] = []
+    p = Pipeline([], "h", "h", on_event=events.append)
+    tracemalloc.start()
+    for i in range(50):
+        p.feed(_huge_argv_exec(i, 1 << 20), 0.0)
+    p.finish()
+    _cur, peak = tracemalloc.get_traced_memory()
+    tracemalloc.stop()
+    assert len(events) == 50 and p.reassembler.stats.execve_dropped > 0
+    ev = events[-1]
+    assert ev["auditimds.args_truncated"] is True
+    assert 30_000 < len(ev["process.command_line"]) <= 70_000  # up to MAX_EXECVE_BYTES of hex
+    proc = p.table.get(149)
+    assert proc.args.truncated and sum(len(a) for a in proc.args.get()) <= 4096
+    # 50 MB of argv went through; what stays is a few KB per process (plus the lines of one batch)
+    assert peak < 40 * 1024 * 1024, peak

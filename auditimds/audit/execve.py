@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from typing import Dict, List, Sequence, Tuple
 
-from .records import decode, kernel_part
+from .records import decode
 
 Raw = Tuple[bytes, int]
 
@@ -64,7 +64,7 @@ def _general(records: Sequence[Raw]) -> Tuple[List[str], bool]:
     chunks: Dict[int, Dict[int, bytes]] = {}
     argc = -1
     for line, body in records:
-        for tok in kernel_part(line, body).split():
+        for tok in line[body:].split():  # EXECVE records carry no ENRICHED tail: never cut them
             k, eq, v = tok.partition(b"=")
             if not eq:
                 continue

@@ -37,7 +37,7 @@ class AuditEvent:
 
     __slots__ = (
         "node", "sec", "msec", "serial", "syscall", "execve", "cwd", "sockaddr", "socketcall",
-        "proctitle", "last_wall", "seen_sec", "completed_by",
+        "proctitle", "last_wall", "seen_sec", "completed_by", "execve_bytes", "execve_cut",
     )
 
     def __init__(self, node: bytes, sec: int, msec: int, serial: int) -> None:
@@ -54,6 +54,8 @@ class AuditEvent:
         self.last_wall = 0.0
         self.seen_sec = sec  # newest log second when this event last received a record
         self.completed_by = ""
+        self.execve_bytes = 0
+        self.execve_cut = False  # EXECVE data beyond MAX_EXECVE_BYTES was dropped
 
     @property
     def ts_ms(self) -> int:
@@ -63,10 +65,16 @@ class AuditEvent:
         return f"AuditEvent({self.node!r}, {self.sec}.{self.msec:03d}:{self.serial}, by={self.completed_by})"
 
 
+# EXECVE bytes kept per event: argv is attacker-controlled (up to ~2 MB per exec, hex-encoded twice that);
+# beyond this the records are dropped (counted) and the argv is marked truncated.
+MAX_EXECVE_BYTES = 64 * 1024
+
+
 class ReassemblyStats:
-    __slots__ = ("events", "evicted", "timed_out", "late_records", "bad_ids")
+    __slots__ = ("events", "evicted", "timed_out", "late_records", "bad_ids", "execve_dropped")
 
     def __init__(self) -> None:
+        self.execve_dropped = 0
         self.events = 0
         self.evicted = 0
         self.timed_out = 0
@@ -178,7 +186,16 @@ class Reassembler:
         elif rtype == b"CWD":
             ev.cwd = raw
         elif rtype == b"EXECVE":
-            ev.execve.append(raw)
+            size = len(line) - body
+            if ev.execve_bytes + size <= MAX_EXECVE_BYTES or not ev.execve:
+                ev.execve_bytes += size
+                if size > MAX_EXECVE_BYTES:
+                    raw = (line[: body + MAX_EXECVE_BYTES], body)
+                    ev.execve_cut = True
+                ev.execve.append(raw)
+            else:
+                ev.execve_cut = True
+                self.stats.execve_dropped += 1
         elif rtype == b"SOCKADDR":
             ev.sockaddr = raw
         elif rtype == b"SOCKETCALL":
@@ -240,7 +257,7 @@ class Reorder:
     """
 
     def __init__(self, emit: Callable[[AuditEvent, int], None], window_ms: int = 2000,
-                 max_held: int = 20000) -> None:
+                 max_held: int = 5000) -> None:
         self._emit = emit
         self.window_ms = window_ms
         self.max_held = max_held

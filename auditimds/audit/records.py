@@ -42,6 +42,8 @@ _HEX = frozenset(b"0123456789ABCDEFabcdef")
 # text "\u001D".  Those forms count only when an upper-case enrichment key follows (ARCH=, UID=...), so a
 # value that merely contains the text (a URL with "#035" in it) is never cut.
 _MANGLED_SEPARATOR = re.compile(rb"(?:#035|\\u001[dD])(?=[A-Z][A-Z0-9_]*=)")
+_BRACES = re.compile(rb"\{[^}]*\}")
+_KERNEL_KEY = re.compile(rb"(?:^|\s)[a-z][a-z0-9_-]*=")
 
 NULL_VALUES = frozenset({b"(null)", b"(none)", b"?"})
 
@@ -120,9 +122,12 @@ def _separator(line: bytes, body: int) -> "tuple[int, int]":
     if gs >= 0:
         return gs, gs + 1
     if b"#035" in line or b"\\u001" in line:
-        m = _MANGLED_SEPARATOR.search(line, body)
-        if m is not None:
-            return m.start(), m.end()
+        for m in _MANGLED_SEPARATOR.finditer(line, body):
+            # a real enrichment tail holds upper-case keys only; text inside a value (comm="#035UID=x")
+            # is followed by more kernel fields
+            rest = _BRACES.sub(b"", line[m.end():])
+            if _KERNEL_KEY.search(rest) is None:
+                return m.start(), m.end()
     return -1, -1
 
 

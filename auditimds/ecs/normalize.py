@@ -49,6 +49,9 @@ OUTPUT_KEYS = frozenset({
     "process.parent.args", "process.entry_leader.entity_id",
 })
 
+# argv bytes the process table keeps per process (events themselves keep up to MAX_EXECVE_BYTES)
+TABLE_ARGV_BYTES = 4096
+
 Syscall = Tuple[Optional[int], Optional[bytes], bool, Optional[int], Optional[bytes], int, int,
                 Optional[int], Optional[bytes], Optional[int], Optional[bytes]]
 
@@ -212,15 +215,27 @@ class Normalizer:
               name: str) -> EcsEvent:
         self.stats.exec += 1
         records = ev.execve
-        args = LazyArgs(rebuild_argv, records) if records else None
+        args = LazyArgs(_rebuild_cut if ev.execve_cut else rebuild_argv, records) if records else None
+        table_args = args
+        if records and ev.execve_bytes > TABLE_ARGV_BYTES:
+            # the process table keeps a process's argv for its later events and its children's: cap it
+            argv, _trunc = rebuild_argv(records)
+            capped, total = [], 0
+            for a in argv:
+                if total + len(a) > TABLE_ARGV_BYTES:
+                    capped.append(a[: max(0, TABLE_ARGV_BYTES - total)])
+                    break
+                capped.append(a)
+                total += len(a)
+            table_args = LazyArgs.of(capped, truncated=True)
         cwd = None
         if ev.cwd is not None:
             cwd = _decode_path(_value_of(ev.cwd[0], ev.cwd[1], b"cwd="))
             if cwd in ("<too_long>", "<no_memory>"):
                 cwd = None
         parent = table.parent(ppid, ts_ms)
-        p = table.exec(pid, ppid, exe, args, cwd, ts_ms, uid, ses,
-                       tty.decode("ascii", "replace") if tty is not None else None)
+        p = table.exec(pid, ppid, exe, table_args, cwd, ts_ms, uid, ses,
+                       tty.decode("ascii", "replace") if tty is not None else None, parent)
         host_id, host_name = self._host(ev)
         d: Dict[str, Any] = {
             "event.category": ["process"],
@@ -277,7 +292,7 @@ class Normalizer:
             d["process.name"] = proc.name
         if proc.cwd is not None and proc.exec_seen:
             d["process.working_directory"] = proc.cwd
-        parent = table.parent(proc.ppid, ts_ms) if proc.ppid is not None else None
+        parent = table.parent_of(proc, ts_ms)
         if parent is not None:
             d["process.parent.pid"] = parent.pid
             if parent.executable:
@@ -309,7 +324,7 @@ class Normalizer:
             d["process.name"] = proc.name
         if proc.cwd is not None and proc.exec_seen:
             d["process.working_directory"] = proc.cwd
-        parent = table.parent(proc.ppid, ts_ms) if proc.ppid is not None else None
+        parent = table.parent_of(proc, ts_ms)
         if parent is not None:
             d["process.parent.pid"] = parent.pid
             if parent.executable:
@@ -319,6 +334,12 @@ class Normalizer:
             self._leader_fields(d, proc)
         return EcsEvent(d, ts_ms, 0, proc.args, parent.args if parent is not None else None,
                         self._filler(ev, name, host_name, proc), OUTPUT_KEYS, proc, parent)
+
+
+def _rebuild_cut(records: Any) -> "Tuple[list, bool]":
+    """argv of an event whose EXECVE data was cut at the reassembler's budget: always truncated."""
+    argv, _ = rebuild_argv(records)
+    return argv, True
 
 
 def _fill_output(aev: AuditEvent, name: str, host_name: str, proc: Proc, d: EcsEvent) -> None:

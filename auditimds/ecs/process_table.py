@@ -29,7 +29,7 @@ CONTAINER_RUNTIMES = frozenset({"containerd-shim", "containerd-shim-runc-v2", "r
 class Proc:
     __slots__ = (
         "pid", "ppid", "executable", "name", "args", "cwd", "start_ms", "start_key", "host_id", "_entity_id",
-        "uid", "ses", "tty", "leader", "leader_type", "exec_seen",
+        "uid", "ses", "tty", "leader", "leader_type", "exec_seen", "parent_proc",
     )
 
     def __init__(self, pid: int, host_id: str, start_key: Optional[str], start_ms: int) -> None:
@@ -49,6 +49,9 @@ class Proc:
         self.leader: Optional[Proc] = None  # entry leader, when derivable
         self.leader_type: Optional[str] = None
         self.exec_seen = False
+        # the parent when the process was first seen (its fork-time parent, as Elastic Defend reports it);
+        # stays the same when the process is re-parented to init or a subreaper after its parent exits
+        self.parent_proc: Optional[Proc] = None
 
     @property
     def entity_id(self) -> str:
@@ -107,22 +110,31 @@ class ProcessTable:
         self._procs.move_to_end(pid)
 
     @staticmethod
-    def _same_process(p: Proc, ppid: int, ses: Optional[int]) -> bool:
-        if p.ppid is not None and p.ppid != ppid and ppid != 1:
+    def _same_process(p: Proc, ppid: int, ses: Optional[int], reparent_ok: bool) -> bool:
+        if not reparent_ok and p.ppid is not None and p.ppid != ppid and ppid != 1:
             return False
         if p.ses is not None and ses is not None and p.ses != ses:
             return False
         return True
 
-    def _current(self, pid: int, ppid: int, ses: Optional[int], ts_ms: int) -> Proc:
+    def _current(self, pid: int, ppid: int, ses: Optional[int], ts_ms: int, reparent_ok: bool = False) -> Proc:
+        """The process `pid` is now.  At exec, another parent means another process (pid reuse); on any
+        other syscall it means the process was re-parented (its parent exited): the same process."""
         p = self._procs.get(pid)
         if p is None:
             return self._new(pid, ts_ms)
-        if not self._same_process(p, ppid, ses):
+        if not self._same_process(p, ppid, ses, reparent_ok):
             self.pid_reuse += 1
             return self._new(pid, ts_ms)
         self._touch(pid)
         return p
+
+    def parent_of(self, p: Proc, ts_ms: int) -> Optional[Proc]:
+        """The parent to report for a non-exec event of `p`: the one it had when first seen, else the
+        current one."""
+        if p.parent_proc is not None:
+            return p.parent_proc
+        return self.parent(p.ppid, ts_ms) if p.ppid is not None else None
 
     def parent(self, ppid: int, ts_ms: int) -> Proc:
         """The process `ppid` as known now; created (from the resolver, or as a placeholder) if unknown."""
@@ -145,7 +157,9 @@ class ProcessTable:
     def observe(self, pid: int, ppid: int, executable: Optional[str], ts_ms: int,
                 uid: Optional[int] = None, ses: Optional[int] = None) -> Proc:
         """Any syscall record of `pid` (not a successful exec): learn its current executable."""
-        p = self._current(pid, ppid, ses, ts_ms)
+        p = self._current(pid, ppid, ses, ts_ms, reparent_ok=True)
+        if p.parent_proc is None and p.ppid is None:
+            p.parent_proc = self._procs.get(ppid)
         p.ppid = ppid
         if executable and p.executable != executable:
             p.executable = _intern(executable)
@@ -159,9 +173,11 @@ class ProcessTable:
 
     def exec(self, pid: int, ppid: int, executable: Optional[str], args: Optional[LazyArgs],
              cwd: Optional[str], ts_ms: int, uid: Optional[int] = None, ses: Optional[int] = None,
-             tty: Optional[str] = None) -> Proc:
+             tty: Optional[str] = None, parent: Optional[Proc] = None) -> Proc:
         """A successful execve/execveat: the process keeps its entity id and takes a new image."""
         p = self._current(pid, ppid, ses, ts_ms)
+        if p.parent_proc is None or p.ppid != ppid:
+            p.parent_proc = parent if parent is not None else self._procs.get(ppid)
         p.ppid = ppid
         p.executable = _intern(executable)
         p.name = basename(executable)

@@ -72,6 +72,19 @@ def _values(v: Any) -> List[Any] | None:
     return [v]
 
 
+_MAX_TERM_CHARS = 512
+
+
+def _compact(v: Any) -> Any:
+    """A value as kept in the history (in memory and saved): long strings become a digest, so an attacker's
+    4 KB paths cannot bloat it (equal values stay equal)."""
+    if isinstance(v, str) and len(v) > _MAX_TERM_CHARS:
+        import hashlib
+
+        return "sha256:" + hashlib.sha256(v.encode("utf-8", "surrogatepass")).hexdigest()
+    return v
+
+
 class NewTermsMatcher(CompiledQuery):
     """Wraps the rule's event query; ``process`` returns ``[[ev]]`` when ``ev`` carries a new term."""
 
@@ -110,7 +123,7 @@ class NewTermsMatcher(CompiledQuery):
             vals = _values(ev[f])
             if vals is None:
                 return []
-            per_field.append(vals)
+            per_field.append([_compact(v) for v in vals])
         return list(itertools.islice(itertools.product(*per_field), MAX_COMBINATIONS))
 
     def process(self, ev: Mapping[str, Any], ts_ns: int, seq: int) -> List[List[Mapping[str, Any]]]:
@@ -164,6 +177,7 @@ class NewTermsMatcher(CompiledQuery):
             "version": STATE_VERSION,
             "fields": list(self.new_terms_fields),
             "window_ms": self.window_ms,
+            # terms are attacker-influenced (executable paths up to 4 KB): long values are saved as a digest
             "terms": [[list(t), last] for t, last in self._seen.items()],
         }
 

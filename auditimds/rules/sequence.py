@@ -187,6 +187,9 @@ class SequenceMatcher(CompiledQuery):
         # a new stream (the matcher fed again from the start): the lazy state is reset.
         self.lazy_first = bool(lazy_first and self.maxspan is not None)
         self._cands: deque = deque()
+        # first-stage matches of candidates pushed out of a full queue (a flood): key -> candidate record,
+        # newest overwrites (Elasticsearch's one pending sequence per stage and key)
+        self._spill: "OrderedDict[Any, list]" = OrderedDict()
         self._dead: Dict[Any, Tuple[int, int]] = {}
         self._last_seq = -1
         if self.lazy_first and self.n == 2 and until is None:
@@ -272,8 +275,35 @@ class SequenceMatcher(CompiledQuery):
                 ok = c[4] = bool(pred(c[2]))
             if ok:
                 self._dead[key] = (ts_ns, seq)
+                self._spill.pop(key, None)
+                return [cts, cts, c[1], [c[2]]]
+        c = self._spill.pop(key, None) if self._spill else None
+        if c is not None:
+            cts = c[0]
+            if ts_ns - cts <= maxspan and (cts < ts_ns or (cts == ts_ns and c[1] < seq)) and (  # type: ignore[operator]
+                    dead is None or c[1] >= dead[1]):
+                self._dead[key] = (ts_ns, seq)
                 return [cts, cts, c[1], [c[2]]]
         return None
+
+    def _spill_evicted(self, c: list) -> None:
+        """A candidate pushed out of the full queue is evaluated now, so a flood cannot make it miss."""
+        ok = c[4]
+        if ok is _UNK:
+            ok = bool(self.preds[0](c[2]))
+        if not ok:
+            return
+        key = c[3]
+        if key is _UNK:
+            key = self.keyfns[0](c[2])
+        if key is NOKEY:
+            return
+        spill = self._spill
+        spill[key] = c
+        spill.move_to_end(key)
+        if len(spill) > self.max_keys:
+            spill.popitem(last=False)
+            self.evicted += 1
 
     # -- the hot path
     def _process_lazy2(self, ev: Mapping[str, Any], ts_ns: int, seq: int) -> List[List[Mapping[str, Any]]]:
@@ -287,6 +317,7 @@ class SequenceMatcher(CompiledQuery):
             stages = self._stages_for(ev["event.category"])
         if seq < self._last_seq:
             self._cands.clear()
+            self._spill.clear()
             self._dead.clear()
         self._last_seq = seq
         out: List[List[Mapping[str, Any]]] = []
@@ -310,14 +341,14 @@ class SequenceMatcher(CompiledQuery):
                     # "in the future" and pruning from the left would never reach what comes after them
                     self.expired += len(cands)
                     cands.clear()
+                    self._spill.clear()
                     self._dead.clear()
                 while cands and cands[0][0] < limit:
                     cands.popleft()
                     self.expired += 1
                 cands.append([ts_ns, seq, ev, _UNK, _UNK])
                 if len(cands) > self.max_candidates:
-                    cands.popleft()
-                    self.evicted += 1
+                    self._spill_evicted(cands.popleft())
         return out
 
     def process(self, ev: Mapping[str, Any], ts_ns: int, seq: int) -> List[List[Mapping[str, Any]]]:
@@ -348,6 +379,7 @@ class SequenceMatcher(CompiledQuery):
         if lazy:
             if seq < self._last_seq:
                 self._cands.clear()
+                self._spill.clear()
                 self._dead.clear()
             self._last_seq = seq
         for k in stages:
@@ -375,14 +407,14 @@ class SequenceMatcher(CompiledQuery):
                     if cands and cands[-1][0] > ts_ns + maxspan:  # type: ignore[operator]
                         self.expired += len(cands)  # clock stepped back: see _process_lazy2
                         cands.clear()
+                        self._spill.clear()
                         self._dead.clear()
                     while cands and cands[0][0] < limit:
                         cands.popleft()
                         self.expired += 1
                     cands.append([ts_ns, seq, ev, _UNK, _UNK])
                     if len(cands) > self.max_candidates:
-                        cands.popleft()
-                        self.evicted += 1
+                        self._spill_evicted(cands.popleft())
                 continue
             if k:
                 prev = slots[k - 1]

@@ -153,3 +153,14 @@ def test_one_megabyte_line():
     junk = b"x=" * (1 << 19)
     assert split_header(junk) is None
     parse_fields(junk)
+
+
+def test_text_that_looks_like_a_mangled_separator_inside_a_value_is_not_one():
+    """A process named `#035UID=admin` must not cut the record or fake user.name (RAW-format hosts)."""
+    line = b'type=SYSCALL msg=audit(1.000:1): comm="#035UID=admin" exe="/tmp/x" key="k"'
+    h = split_header(line)
+    assert parse_fields(kernel_part(line, h.body))[b"exe"] == b'"/tmp/x"'
+    assert enrichment(line, h.body) == b""
+    sock = b"type=SOCKADDR msg=audit(1.000:1): saddr=0200#035SADDR={ saddr_fam=inet laddr=1.2.3.4 lport=80 }"
+    h = split_header(sock)
+    assert kernel_part(sock, h.body) == b" saddr=0200"

@@ -178,3 +178,37 @@ def test_lazy_fields_are_computed_once_and_materialized_for_output():
     assert doc["event"]["kind"] == "event" and doc["auditd"]["sequence"] == 141886
     assert doc["process"]["parent"]["args"][0] == "bash"
     assert ev["no.such.field"] is None
+
+
+def _alerts_for(lines):
+    from auditimds.pipeline import Pipeline
+    from auditimds.rules.builtin import builtin_rules_dir
+    from auditimds.rules.loader import load_rules
+
+    out = []
+    for lazy in (True, False):
+        rules, _ = load_rules([builtin_rules_dir()], lazy_first=lazy)
+        alerts = []
+        p = Pipeline(rules, "h", "h", on_alert=alerts.append)
+        p.feed(lines, 0.0)
+        p.finish()
+        out.append(alerts)
+    assert len(out[0]) == len(out[1])
+    return out[0]
+
+
+def test_reparenting_before_the_connect_does_not_evade_detection():
+    """`sh -c 'curl ... & exit'`: the shell exits, curl is re-parented to init (or a subreaper) and connects.
+    The connect keeps the parent curl had when it started (as Elastic Defend reports it)."""
+    lines = FIXTURE.read_bytes().splitlines()
+    assert len(_alerts_for(lines)) == 1
+    for new_ppid in (b"1", b"77"):
+        changed = [ln.replace(b" ppid=20097 pid=20098 ", b" ppid=" + new_ppid + b" pid=20098 ")
+                   if b"syscall=42" in ln else ln for ln in lines]
+        assert changed != lines
+        alerts = _alerts_for(changed)
+        assert len(alerts) == 1, new_ppid
+        exec_ev, net_ev = alerts[0]["events"]
+        assert net_ev["process"]["entity_id"] == exec_ev["process"]["entity_id"]  # still the same process
+        assert net_ev["process"]["parent"]["executable"] == "/usr/bin/bash"
+        assert alerts[0]["process"]["command_line"].startswith("curl -s ")

@@ -126,3 +126,36 @@ def test_lazy_candidates_stay_bounded_when_the_clock_steps_back():
         sizes.append(q.pending)
     assert max(sizes) <= 400  # ~3 s of 100 events/s, not the 12,000 events seen
     assert q.expired > 0
+
+
+def test_a_flood_that_overflows_the_candidate_queue_cannot_hide_a_match():
+    """Security: 20,000 cheap events (execs, failed io_uring_setup calls) used to push the attacker's exec out
+    of the lazy queue before its connect.  Evicted candidates are evaluated and kept per key instead."""
+    from auditimds.rules.eql_compile import compile_query
+
+    class Ev(dict):
+        def __missing__(self, k):
+            return None
+
+    q = ('sequence by host.id, process.parent.entity_id with maxspan=3s '
+         '[process where process.name == "python3"] [network where destination.ip == "169.254.169.254"]')
+    results = {}
+    for lazy in (True, False):
+        m = compile_query(q, lazy_first=lazy)
+        m.max_candidates = 50  # small cap: the same code path as 20,000 real events
+        seq = 0
+        out = []
+        for burst_parent in ("P1", "P2"):  # flood from the same parent, then from another one
+            seq += 1
+            out += m.process(Ev({"event.category": ["process"], "host.id": "h", "process.parent.entity_id": "P1",
+                                 "process.name": "python3"}), 1_000_000_000 + seq, seq)
+            for _ in range(500):
+                seq += 1
+                out += m.process(Ev({"event.category": ["process"], "host.id": "h",
+                                     "process.parent.entity_id": burst_parent, "process.name": "true"}),
+                                 1_000_000_000 + seq * 1000, seq)
+            seq += 1
+            out += m.process(Ev({"event.category": ["network"], "host.id": "h", "process.parent.entity_id": "P1",
+                                 "destination.ip": "169.254.169.254"}), 1_000_000_000 + seq * 1000, seq)
+        results[lazy] = len(out)
+    assert results == {True: 2, False: 2}

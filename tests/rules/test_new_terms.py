@@ -238,3 +238,20 @@ def test_history_is_carried_over_a_rules_reload(tmp_path):
     d.step(1.0)
     d.close(1.0)
     assert len(new_terms_alerts(out)) == 1
+
+
+def test_a_corrupt_history_file_does_not_stop_the_agent(tmp_path, caplog):
+    """Only history: a corrupt (or attacker-inflated) new_terms.json is logged and the agent starts empty."""
+    (tmp_path / "audit.log").write_bytes(b"")
+    assert len(run_once(tmp_path, connect_lines(T0, 1))) == 1
+    (tmp_path / "state" / NEW_TERMS_FILE).write_text("{not json")
+    assert len(run_once(tmp_path, connect_lines(T0 + 3600, 2))) == 1  # started, history empty: new again
+    assert "empty history" in caplog.text
+
+
+def test_long_values_are_kept_as_digests():
+    from auditimds.rules.new_terms import _compact
+
+    long_path = "/tmp/" + "a" * 4000
+    assert _compact(long_path).startswith("sha256:") and len(_compact(long_path)) == 71
+    assert _compact(long_path) == _compact("/tmp/" + "a" * 4000) and _compact("/usr/bin/curl") == "/usr/bin/curl"
