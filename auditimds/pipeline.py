@@ -61,6 +61,7 @@ class Pipeline:
             self.reorder.push, max_in_flight=max_in_flight, log_timeout=log_timeout, wall_timeout=wall_timeout
         )
         self._warned: set = set()
+        self._multi_node = False
         self.set_rules(rules)
 
     def set_rules(self, rules: Sequence[Any]) -> None:
@@ -73,6 +74,15 @@ class Pipeline:
                 by_category.setdefault(c, []).append(r)
         self._any_rules = by_category.pop("any", [])
         self._by_category = by_category
+        if getattr(self, "_multi_node", False):
+            self._apply_skew()
+
+    MULTI_NODE_SKEW_NS = 120 * 1_000_000_000
+
+    def _apply_skew(self) -> None:
+        for r in self.rules:
+            if hasattr(r.compiled, "skew_ns"):
+                r.compiled.skew_ns = self.MULTI_NODE_SKEW_NS
 
     @property
     def newest_ts_ms(self) -> int:
@@ -121,6 +131,9 @@ class Pipeline:
         if ev is None:
             return
         ev.seq = seq
+        if not self._multi_node and len(self.normalizer.node_tables) > 1:
+            self._multi_node = True  # an aggregated log: hosts' clocks differ, let sequences tolerate it
+            self._apply_skew()
         if self.on_event is not None:
             self.on_event(ev)
         cats = ev["event.category"]

@@ -138,3 +138,32 @@ def test_huge_arguments_do_not_exhaust_memory():
     assert proc.args.truncated and sum(len(a) for a in proc.args.get()) <= 4096
     # 50 MB of argv went through; what stays is a few KB per process (plus the lines of one batch)
     assert peak < 40 * 1024 * 1024, peak
+
+
+def test_multi_node_log_with_clock_skew_live_mode():
+    """Aggregated node= logs: web1's clock is 10 s ahead of web2's.  web2's curl exec and connect must still pair
+    (the live agent evaluates eagerly; pending sequences are checked per key, not against another host's clock)."""
+    import re
+
+    from auditimds.rules.builtin import builtin_rules_dir
+    from auditimds.rules.loader import load_rules
+
+    def shift(line: bytes, seconds: int) -> bytes:
+        return re.sub(rb"audit\((\d+)\.", lambda m: b"audit(%d." % (int(m.group(1)) + seconds), line)
+
+    web2 = [b"node=web2 " + ln for ln in FIXTURE_LINES]
+    other = (REPO / "tests" / "fixtures" / "host-a-three-scenarios.log").read_bytes().splitlines()
+    base2 = int(re.search(rb"audit\((\d+)\.", FIXTURE_LINES[0]).group(1))
+    base1 = int(re.search(rb"audit\((\d+)\.", other[0]).group(1))
+    web1 = [b"node=web1 " + shift(ln, base2 + 10 - base1) for ln in other]
+    # web2's curl exec, then web1's activity (10 s ahead, several seconds of it), then web2's connect
+    cut = next(i for i, ln in enumerate(web2) if b"syscall=42" in ln)
+    mixed = web2[:cut] + web1 + web2[cut:]
+    rules, _ = load_rules([builtin_rules_dir()], lazy_first=False)
+    alerts: List[dict] = []
+    p = Pipeline(rules, "h", "h", on_alert=alerts.append, reorder_ms=0)
+    for ln in mixed:
+        p.feed([ln], 0.0)
+        p.tick(0.0)
+    p.finish()
+    assert sorted(a["host"]["id"] for a in alerts) == ["web1", "web1", "web2"]

@@ -138,6 +138,11 @@ class Normalizer:
         self.ignore_pid = ignore_pid
         self.stats = NormalizeStats()
 
+    @property
+    def node_tables(self) -> Dict[bytes, ProcessTable]:
+        """Process tables of the hosts named by node= (aggregated logs)."""
+        return self._node_tables
+
     def _table_for(self, node: bytes) -> ProcessTable:
         if not node:
             return self.table

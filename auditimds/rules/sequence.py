@@ -147,6 +147,9 @@ class SequenceMatcher(CompiledQuery):
         self.n = len(preds)
         self.maxspan: int | None = query.maxspan_ns
         self.max_keys = max_keys
+        # clock skew between hosts tolerated by the slot sweep: 0 for one host's log (the bound on memory is
+        # then the rate of first-stage matches x maxspan); the pipeline raises it for multi-node logs
+        self.skew_ns = 0
         # unevaluated first-stage events held for one maxspan (lazy mode): about 20 s of 1,000 execs/s;
         # each holds a whole event, so this bound is what keeps memory flat
         self.max_candidates = min(max_keys, 20_000)
@@ -232,6 +235,10 @@ class SequenceMatcher(CompiledQuery):
             self.expired += 1
         if self._dead:
             self._dead = {k: w for k, w in self._dead.items() if w[0] >= limit}
+        # Slots hold first-stage *matches* only (few), and maxspan is checked per key when a later stage
+        # arrives; so the sweep may keep them longer than maxspan behind the newest event time, which comes
+        # from any host: a node whose clock lags (aggregated node= logs) keeps its pending sequences.
+        limit = now_ts_ns - maxspan - self.skew_ns
         for d in self.slots:
             # slot tables are ordered by insertion time; once the oldest entry is still alive, everything left
             # was inserted within the last maxspan (so memory stays bounded by the event rate * maxspan)
