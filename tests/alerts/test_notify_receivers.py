@@ -179,6 +179,8 @@ def test_outage_spooled_then_delivered_in_order_submit_never_blocks(tmp_path: Pa
         n.wake()
         wait_until(lambda: http.count == 8, what="8 deliveries")
         assert [d["title"] for d in http.json_bodies()] == [f"IMDS access by p{i} on web-3" for i in range(8)]
+        # the receiver sees the 8th POST before the worker's send returns and dequeues it: wait for that
+        wait_until(lambda: n.counters()["queued"] == 0, what="the queue to empty")
         c = n.counters()
         assert c["queued"] == 0 and c["dropped"] == 0 and c["channels"][url]["state"] == "ok"
     finally:
