@@ -499,6 +499,44 @@ class Daemon:
         return None
 
 
+class SignalPipe:
+    """Signals wake the loop through a pipe (`signal.set_wakeup_fd`), never by calling into threading from a
+    handler: a handler that sets a `threading.Event` while the interrupted main thread holds that Event's
+    lock (inside `Event.wait`) deadlocks the process.  Handlers only set flags."""
+
+    def __init__(self) -> None:
+        self.rfd, self.wfd = os.pipe()
+        os.set_blocking(self.wfd, False)
+        os.set_blocking(self.rfd, False)
+        self._old = signal.set_wakeup_fd(self.wfd)
+
+    def drain(self) -> None:
+        try:
+            while os.read(self.rfd, 512):
+                pass
+        except (BlockingIOError, OSError):
+            pass
+
+    def forward_to(self, wake: Callable[[], None]) -> None:
+        """A thread that turns each signal into `wake()` (from a normal thread context)."""
+        import select
+        import threading
+
+        def pump() -> None:
+            while True:
+                try:
+                    select.select([self.rfd], [], [])
+                except (OSError, ValueError):
+                    return
+                self.drain()
+                wake()
+
+        threading.Thread(target=pump, name="auditimds-signals", daemon=True).start()
+
+    def close(self) -> None:
+        signal.set_wakeup_fd(self._old)
+
+
 def run_stdin(cfg: Config, load_rules: Callable[[Config], List[Any]],
               host: Callable[[Config], Tuple[str, str]], stdin_fd: int = 0) -> int:
     """`auditimds run --stdin`: the auditd plugin mode (auditd pipes records, EOE included, to stdin).
@@ -520,15 +558,19 @@ def run_stdin(cfg: Config, load_rules: Callable[[Config], List[Any]],
     signal.signal(signal.SIGTERM, on_stop)
     signal.signal(signal.SIGINT, on_stop)
     signal.signal(signal.SIGHUP, signal.SIG_IGN)  # auditd sends SIGHUP to plugins on its own reload
+    sigpipe = SignalPipe()
     log.info("reading audit records from standard input (plugin mode), %d rule(s)", len(rules))
     partial = b""
     try:
         while not flags["stop"]:
             timeout = 0.5 if d.pipeline.pending else None
             try:
-                ready, _, _ = select.select([stdin_fd], [], [], timeout)
+                ready, _, _ = select.select([stdin_fd, sigpipe.rfd], [], [], timeout)
             except InterruptedError:
                 continue
+            if sigpipe.rfd in ready:
+                sigpipe.drain()
+                continue  # the loop condition sees the flag
             if not ready:
                 d.feed([], time.time())
                 continue
@@ -545,6 +587,7 @@ def run_stdin(cfg: Config, load_rules: Callable[[Config], List[Any]],
         if partial:
             d.feed([partial], time.time())
     finally:
+        sigpipe.close()
         d.pipeline.finish()
         d._save_ledger()
         d._stop_notifier()
@@ -565,16 +608,16 @@ def run_daemon(cfg: Config, config_path: Optional[str], overrides: Dict[str, Any
     flags = {"stop": False, "reload": False}
 
     def on_stop(signum: int, _frame: Any) -> None:
-        flags["stop"] = True
-        waker.wake()
+        flags["stop"] = True  # only flags here: see SignalPipe
 
     def on_hup(_signum: int, _frame: Any) -> None:
         flags["reload"] = True
-        waker.wake()
 
     signal.signal(signal.SIGTERM, on_stop)
     signal.signal(signal.SIGINT, on_stop)
     signal.signal(signal.SIGHUP, on_hup)
+    sigpipe = SignalPipe()
+    sigpipe.forward_to(waker.wake)
     waker.start()
     log.info("following %s (%s), %d rule(s), state in %s, alerts to %s", cfg.input_path, waker.mode, len(rules),
              cfg.state_dir, ", ".join(x for x in ("stdout" if cfg.output_stdout else "", cfg.output_jsonl or "") if x)
@@ -611,6 +654,7 @@ def run_daemon(cfg: Config, config_path: Optional[str], overrides: Dict[str, Any
                 continue  # look once more: lines may have arrived before the watch was back
             waker.wait(d.wait_timeout(time.time()))
     finally:
+        sigpipe.close()
         d.close(time.time())
         waker.stop()
     log.info("stopped: %s", json.dumps({k: v for k, v in d.counters().items() if not isinstance(v, dict)}))

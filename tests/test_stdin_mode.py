@@ -51,3 +51,28 @@ def test_stdin_mode_in_small_pieces_and_across_a_restart(tmp_path):
     assert len(alert_ids(out.decode())) == 4
     again = subprocess.run(cmd, input=data, capture_output=True, env=env, timeout=60)
     assert again.returncode == 0 and alert_ids(again.stdout.decode()) == []
+
+
+def test_sigterm_stops_the_plugin_while_stdin_stays_open(tmp_path):
+    """auditd stops plugins with SIGTERM; the plugin must not wait for more input to notice."""
+    import signal
+    import time
+
+    env = dict(os.environ, PYTHONPATH=str(REPO))
+    (tmp_path / "empty.toml").write_text("")
+    p = subprocess.Popen([sys.executable, "-m", "auditimds", "run", "--stdin", "--config", str(tmp_path / "empty.toml"),
+                          "--state-dir", str(tmp_path / "state")], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                         stderr=subprocess.PIPE, env=env)
+    try:
+        p.stdin.write(STREAM.read_bytes()[:20000])
+        p.stdin.flush()
+        end = time.monotonic() + 20
+        while time.monotonic() < end and not (tmp_path / "state").exists():
+            time.sleep(0.05)
+        time.sleep(0.3)
+        p.send_signal(signal.SIGTERM)
+        assert p.wait(timeout=10) == 0
+    finally:
+        if p.poll() is None:
+            p.kill()
+        p.stdin.close()
