@@ -144,3 +144,22 @@ def test_shipped_pack_by_name(tmp_path):
 def test_version():
     r = cli("--version")
     assert r.returncode == 0 and r.stdout.startswith("auditimds ")
+
+
+def test_scan_of_an_aggregated_log_with_skewed_clocks(tmp_path):
+    """node= logs: web1's clock 10 s ahead of web2's; web2's exec, then web1's activity, then web2's connect."""
+    import re
+
+    def shift(line: bytes, seconds: int) -> bytes:
+        return re.sub(rb"audit\((\d+)\.", lambda m: b"audit(%d." % (int(m.group(1)) + seconds), line)
+
+    web2 = [b"node=web2 " + ln for ln in FIXTURE.read_bytes().splitlines()]
+    other = (REPO / "tests" / "fixtures" / "host-a-three-scenarios.log").read_bytes().splitlines()
+    base2 = int(re.search(rb"audit\((\d+)\.", web2[0]).group(1))
+    base1 = int(re.search(rb"audit\((\d+)\.", other[0]).group(1))
+    web1 = [b"node=web1 " + shift(ln, base2 + 10 - base1) for ln in other]
+    cut = next(i for i, ln in enumerate(web2) if b"syscall=42" in ln)
+    (tmp_path / "agg.log").write_bytes(b"\n".join(web2[:cut] + web1 + web2[cut:]) + b"\n")
+    r = cli("scan", str(tmp_path / "agg.log"))
+    assert r.returncode == 0, r.stderr
+    assert sorted(json.loads(ln)["host"]["id"] for ln in r.stdout.splitlines()) == ["web1", "web1", "web2"]
