@@ -19,6 +19,7 @@ reassembler never reads the clock: "now" is always an argument.
 from __future__ import annotations
 
 import heapq
+from collections import OrderedDict
 from typing import Callable, Dict, Iterable, List, Optional, Tuple
 
 from .records import RELEVANT_TYPES, Header, parse_event_id, split_header
@@ -100,7 +101,9 @@ class Reassembler:
         self.log_timeout = log_timeout
         self.wall_timeout = wall_timeout
         self._inflight: Dict[bytes, AuditEvent] = {}
-        self._done: Dict[bytes, None] = {}  # insertion-ordered set of recently completed keys
+        # recently completed keys, oldest first (OrderedDict: popping the oldest is O(1); on a plain dict,
+        # next(iter(d)) after many deletions at the front scans the dead slots every time)
+        self._done: "OrderedDict[bytes, None]" = OrderedDict()
         self._done_memory = done_memory
         self._newest_sec = 0
         self.stats = ReassemblyStats()
@@ -208,7 +211,7 @@ class Reassembler:
         done = self._done
         done[key] = None
         if len(done) > self._done_memory:
-            del done[next(iter(done))]
+            done.popitem(last=False)
         ev.completed_by = why
         self.stats.events += 1
         self._emit(ev)
