@@ -172,7 +172,12 @@ def bench_load(rate: int, seconds: float) -> Dict[str, object]:
         return {"skipped": "needs root and auditd"}
     st = audit_status()
     auditd_pid = int(st.get("pid", "0"))
-    if not auditd_pid:
+    # the kernel keeps a killed auditd's pid until it next fails to send it a record: check the process too
+    try:
+        alive = Path(f"/proc/{auditd_pid}/stat").read_text().split(") ", 1)[1][:1] not in ("Z", "X")
+    except (OSError, IndexError):
+        alive = False
+    if not auditd_pid or not alive:
         return {"skipped": "auditd is not running"}
     added = []
     for line in RULES.read_text().splitlines():

@@ -387,13 +387,23 @@ def _auditd_process_running(proc_root: Path) -> Optional[bool]:
         entries = [e for e in os.listdir(proc_root) if e.isdigit()]
     except OSError:
         return None
-    for e in entries:
-        try:
-            if (proc_root / e / "comm").read_text().strip() == "auditd":
-                return True
-        except OSError:
-            continue
-    return False
+    return any(_pid_is_auditd(proc_root, int(e)) for e in entries)
+
+
+def _pid_is_auditd(proc_root: Path, pid: int) -> Optional[bool]:
+    """Whether `pid` is a live auditd process; None when /proc cannot tell (e.g. not mounted)."""
+    if not proc_root.is_dir():
+        return None
+    try:
+        stat = (proc_root / str(pid) / "stat").read_text()
+    except FileNotFoundError:
+        return False
+    except OSError:
+        return None
+    # "612 (auditd) S 1 ...": a killed auditd stays a zombie (Z), with its name, until it is reaped
+    name, _, rest = stat.partition("(")[2].rpartition(")")
+    fields = rest.split()
+    return name == "auditd" and bool(fields) and fields[0] not in ("Z", "X", "x")
 
 
 # -- the checks ----------------------------------------------------------------------------------------------
@@ -442,9 +452,16 @@ def run_checks(
                         "auditctl -e 1   (and check audit=0 is not on the kernel command line)"))
         elif enabled == 2:
             add(Finding(OK, "kernel audit", "enabled and locked (immutable: rule changes need a reboot)"))
+        alive = _pid_is_auditd(proc_root, pid) if pid else False
         if not pid:
             add(Finding(FAIL, "auditd", "auditd is not running (auditctl -s: pid 0): nothing writes the log",
                         "systemctl enable --now auditd   (without systemd: service auditd start)"))
+        elif alive is False:
+            # the kernel forgets a dead auditd only when it next fails to send it a record: until then
+            # `auditctl -s` still shows the old pid while every record goes to the kernel log instead
+            add(Finding(FAIL, "auditd", f"the kernel lists auditd as pid {pid}, but that process is gone (auditd "
+                        "died): nothing writes the log", "systemctl restart auditd   (without systemd: "
+                        "service auditd restart)"))
         else:
             add(Finding(OK, "auditd", f"auditd is running (pid {pid})"))
         lost = _int(st.get("lost"))

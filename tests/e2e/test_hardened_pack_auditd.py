@@ -17,17 +17,16 @@ from __future__ import annotations
 import json
 import os
 import shutil
-import signal
 import subprocess
 import sys
 import uuid
 from pathlib import Path
-from typing import Dict, Iterator, List, Optional, Set, Tuple
+from typing import Dict, Iterator, List, Optional, Set
 
 import pytest
 
 from tests.conftest import REPO
-from tests.e2e.test_live_auditd import RULES_FILE, audit_status, auditd_log_file, sh, wait_for
+from tests.e2e.realaudit import read_log_since, sh, wait_for
 
 HARDENED = REPO / "config" / "rules" / "hardened"
 SEED_ID = "ecc0cd54-608e-11ef-ab6d-f661ea17fbce"
@@ -67,46 +66,6 @@ int main(int argc, char **argv) {
 
 URING_PY = ("import ctypes, os; libc = ctypes.CDLL(None, use_errno=True); p = ctypes.create_string_buffer(120); "
             "fd = libc.syscall(425, 4, p); print('ring', fd, ctypes.get_errno()); fd >= 0 and os.close(fd)")
-
-
-@pytest.fixture(scope="module")
-def auditd_pack() -> Iterator[Dict[str, object]]:
-    """auditd running with packaging/audit/auditimds.rules (io_uring_setup included) loaded."""
-    if os.geteuid() != 0:
-        pytest.skip("needs root (the kernel audit subsystem and network namespaces)")
-    if not shutil.which("auditctl") or not shutil.which("auditd"):
-        pytest.skip("auditd is not installed (apt-get install auditd; .ci/run installs it)")
-    probe = subprocess.run(["auditctl", "-s"], capture_output=True, text=True)
-    if probe.returncode != 0:
-        pytest.skip(f"the kernel has no usable audit support: {probe.stderr.strip() or probe.stdout.strip()}")
-    started = False
-    if audit_status().get("pid", "0") == "0":
-        sh("auditd")
-        started = True
-        wait_for("auditd to register with the kernel", lambda: audit_status().get("pid", "0") != "0")
-    old_backlog = int(audit_status().get("backlog_limit", "0"))
-    if old_backlog < 8192:
-        sh("auditctl", "-b", "8192")
-    added: List[List[str]] = []
-    for line in RULES_FILE.read_text().splitlines():
-        line = line.strip()
-        if not line or line.startswith("#"):
-            continue
-        args = line.split()
-        r = subprocess.run(["auditctl", *args], capture_output=True, text=True)
-        if r.returncode == 0:
-            added.append(args)
-        elif "exists" not in (r.stderr + r.stdout):
-            raise AssertionError(f"auditctl {line}: {r.stderr.strip()}")
-    yield {"log": auditd_log_file()}
-    for args in added:
-        subprocess.run(["auditctl", "-d", *args[1:]], capture_output=True)
-    if old_backlog < 8192:
-        subprocess.run(["auditctl", "-b", str(old_backlog)], capture_output=True)
-    if started:
-        pid = int(audit_status().get("pid", "0"))
-        if pid:
-            os.kill(pid, signal.SIGTERM)
 
 
 @pytest.fixture(scope="module")
@@ -165,22 +124,6 @@ def client32(tmp_path_factory) -> Path:
     pytest.skip(f"gcc -m32 cannot build (apt-get install gcc-multilib): {r.stderr.strip()[:200]}")
 
 
-def read_since(log: Path, start: Tuple[int, int]) -> bytes:
-    """The log from `start` (inode, offset) to now, also across one rotation (audit.log -> audit.log.1)."""
-    inode, offset = start
-    if log.stat().st_ino == inode:
-        with open(log, "rb") as f:
-            f.seek(offset)
-            return f.read()
-    old = log.with_name(log.name + ".1")
-    head = b""
-    if old.exists() and old.stat().st_ino == inode:
-        with open(old, "rb") as f:
-            f.seek(offset)
-            head = f.read()
-    return head + log.read_bytes()
-
-
 def scan(path: Path, *rule_args: str) -> List[dict]:
     env = dict(os.environ, PYTHONPATH=str(REPO))
     r = subprocess.run([sys.executable, "-m", "auditimds", "scan", *rule_args, str(path)], capture_output=True,
@@ -199,8 +142,8 @@ def rules_by_marker(alerts: List[dict], markers: Dict[str, str]) -> Dict[str, Se
     return out
 
 
-def test_hardened_pack_on_real_auditd(auditd_pack, metadata_ns, client32, tmp_path):
-    log: Path = auditd_pack["log"]  # type: ignore[assignment]
+def test_hardened_pack_on_real_auditd(audit_daemon, metadata_ns, client32, tmp_path):
+    log: Path = audit_daemon["log"]  # type: ignore[assignment]
     run = uuid.uuid4().hex[:8]
     cases = ["curl_v6", "python_mapped", "curl_ecs", "curl_alibaba", "c32", "neg_v6_loopback", "neg_link_local",
              "uring"]
@@ -235,10 +178,10 @@ def test_hardened_pack_on_real_auditd(auditd_pack, metadata_ns, client32, tmp_pa
                                                                                                   r.stderr)
     sentinel = f"e2e{run}sentinel"
     subprocess.run(["/bin/true", sentinel], check=True)  # no space in its argv: written unencoded
-    wait_for("auditd to write the sentinel exec", lambda: sentinel.encode() in read_since(log, start))
+    wait_for("auditd to write the sentinel exec", lambda: sentinel.encode() in read_log_since(log, start))
     # the last records of the sentinel's event (PROCTITLE) may follow a moment later; completion needs no EOE
     slice_path = tmp_path / "slice.log"
-    wait_for("the slice to end with a complete event", lambda: slice_path.write_bytes(read_since(log, start))
+    wait_for("the slice to end with a complete event", lambda: slice_path.write_bytes(read_log_since(log, start))
              and b"PROCTITLE" in slice_path.read_bytes().rsplit(sentinel.encode(), 1)[-1])
 
     on = rules_by_marker(scan(slice_path, "--rules", str(HARDENED)), m)

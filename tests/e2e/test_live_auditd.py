@@ -24,83 +24,15 @@ from typing import Callable, Dict, Iterator, List, Optional
 import pytest
 
 from tests.conftest import REPO
+from tests.e2e.realaudit import audit_status, sh, wait_for
 
-RULES_FILE = REPO / "packaging" / "audit" / "auditimds.rules"
 IMDS = "169.254.169.254"
 
 
-def sh(*cmd: str, check: bool = True, timeout: float = 30) -> subprocess.CompletedProcess:
-    r = subprocess.run(list(cmd), capture_output=True, text=True, timeout=timeout)
-    if check and r.returncode != 0:
-        raise AssertionError(f"{' '.join(cmd)} failed ({r.returncode}): {r.stderr.strip()}")
-    return r
-
-
-def wait_for(what: str, cond: Callable[[], object], deadline_s: float = 20.0, every: float = 0.05) -> object:
-    end = time.monotonic() + deadline_s
-    while True:
-        v = cond()
-        if v:
-            return v
-        if time.monotonic() > end:
-            raise AssertionError(f"timed out after {deadline_s:.0f} s waiting for {what}")
-        time.sleep(every)
-
-
-def audit_status() -> Dict[str, str]:
-    out = sh("auditctl", "-s").stdout
-    return dict(line.split(None, 1) for line in out.splitlines() if len(line.split(None, 1)) == 2)
-
-
-def auditd_log_file() -> Path:
-    try:
-        for line in Path("/etc/audit/auditd.conf").read_text().splitlines():
-            m = re.match(r"\s*log_file\s*=\s*(\S+)", line)
-            if m:
-                return Path(m.group(1))
-    except OSError:
-        pass
-    return Path("/var/log/audit/audit.log")
-
-
 @pytest.fixture(scope="module")
-def auditd() -> Iterator[Dict[str, object]]:
-    if os.geteuid() != 0:
-        pytest.skip("needs root (the kernel audit subsystem and network namespaces)")
-    if not shutil.which("auditctl") or not shutil.which("auditd"):
-        pytest.skip("auditd is not installed (apt-get install auditd; .ci/run installs it)")
-    probe = subprocess.run(["auditctl", "-s"], capture_output=True, text=True)
-    if probe.returncode != 0:
-        pytest.skip(f"the kernel has no usable audit support: {probe.stderr.strip() or probe.stdout.strip()}")
-    started = False
-    if audit_status().get("pid", "0") == "0":
-        sh("auditd")  # daemonizes
-        started = True
-        wait_for("auditd to register with the kernel", lambda: audit_status().get("pid", "0") != "0")
-    old_backlog = int(audit_status().get("backlog_limit", "0"))
-    if old_backlog < 8192:
-        sh("auditctl", "-b", "8192")
-    added: List[List[str]] = []
-    for line in RULES_FILE.read_text().splitlines():
-        line = line.strip()
-        if not line or line.startswith("#"):
-            continue
-        args = line.split()
-        r = subprocess.run(["auditctl", *args], capture_output=True, text=True)
-        if r.returncode == 0:
-            added.append(args)
-        elif "exists" not in (r.stderr + r.stdout):
-            raise AssertionError(f"auditctl {line}: {r.stderr.strip()}")
-    lost_before = int(audit_status().get("lost", "0"))
-    yield {"log": auditd_log_file(), "lost_before": lost_before}
-    for args in added:
-        subprocess.run(["auditctl", "-d", *args[1:]], capture_output=True)
-    if old_backlog < 8192:
-        subprocess.run(["auditctl", "-b", str(old_backlog)], capture_output=True)
-    if started:
-        pid = int(audit_status().get("pid", "0"))
-        if pid:
-            os.kill(pid, signal.SIGTERM)
+def auditd(audit_daemon) -> Dict[str, object]:
+    """The shared real auditd (tests/e2e/conftest.py), plus the kernel's lost-event count before this module."""
+    return {**audit_daemon, "lost_before": int(audit_status().get("lost", "0"))}
 
 
 @pytest.fixture(scope="module")

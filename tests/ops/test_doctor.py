@@ -93,6 +93,9 @@ def host(tmp_path: Path):
     shutil.copy(REPO / "packaging" / "audit" / "auditimds.rules", rules_d / "auditimds.rules")
     state = tmp_path / "state"
     state.mkdir(mode=0o700)
+    (tmp_path / "proc" / "612").mkdir(parents=True)  # the auditd of STATUS_OK ("pid 612") is alive
+    (tmp_path / "proc" / "612" / "comm").write_text("auditd\n")
+    (tmp_path / "proc" / "612" / "stat").write_text("612 (auditd) S 1 612 612 0 -1 4194624 2071 0 0 0\n")
     st = os.stat(log)
     cfg = Config(source="<test>", input_path=str(log), state_dir=str(state))
     return SimpleNamespace(tmp=tmp_path, log=log, logdir=logdir, conf=conf, rules_d=rules_d, state=state, cfg=cfg,
@@ -160,6 +163,25 @@ def test_auditd_down_fails_with_the_fix(host):
 
 
 @needs_root_chown
+def test_dead_auditd_still_listed_by_the_kernel_fails(host):
+    # after auditd is killed, `auditctl -s` keeps its pid until the kernel next fails to send it a record
+    shutil.rmtree(host.tmp / "proc" / "612")
+    rc, text, findings = run_doctor(host, healthy_run())
+    assert rc == 1, text
+    assert FAIL in levels(findings, "auditd")
+    assert "pid 612, but that process is gone" in text and "systemctl restart auditd" in text
+    # a pid reused by another program is no auditd either
+    (host.tmp / "proc" / "612").mkdir()
+    (host.tmp / "proc" / "612" / "stat").write_text("612 (bash) S 1 612 612 0 -1 4194624 2071 0 0 0\n")
+    rc, text, _ = run_doctor(host, healthy_run())
+    assert rc == 1 and "that process is gone" in text
+    # nor is a killed auditd not yet reaped (a zombie keeps its name)
+    (host.tmp / "proc" / "612" / "stat").write_text("612 (auditd) Z 1 612 612 0 -1 4227084 2071 0 0 0\n")
+    rc, text, _ = run_doctor(host, healthy_run())
+    assert rc == 1 and "that process is gone" in text
+
+
+@needs_root_chown
 def test_auditctl_missing_fails(host):
     rc, text, _ = run_doctor(host, FakeRun({}))
     assert rc == 1
@@ -168,9 +190,6 @@ def test_auditctl_missing_fails(host):
 
 @needs_root_chown
 def test_not_root_is_a_warning_and_auditd_found_in_proc(host):
-    proc = host.tmp / "proc" / "612"
-    proc.mkdir(parents=True)
-    (proc / "comm").write_text("auditd\n")
     denied = (4, "", "You must be root to run this program.\n")
     rc, text, findings = run_doctor(host, healthy_run({("auditctl", "-s"): denied, ("auditctl", "-l"): denied}))
     assert rc == 0, text
@@ -356,6 +375,7 @@ def test_real_host():
     if st.returncode != 0:
         pytest.skip(f"the kernel has no usable audit support: {st.stderr.strip()}")
     from auditimds.ops.doctor import parse_auditctl_status
+    from tests.e2e.realaudit import is_auditd
 
     pid = int(parse_auditctl_status(st.stdout).get("pid", "0").split()[0])
     out = io.StringIO()
@@ -364,12 +384,15 @@ def test_real_host():
     assert text.rstrip().splitlines()[-1].startswith("auditimds doctor: "), text
     for line in text.splitlines():
         assert line.startswith(("OK ", "WARN ", "FAIL ", "      fix: ", "auditimds doctor: ")), line
+    alive = pid != 0 and is_auditd(pid)
     if pid == 0:
         assert rc == 1 and "auditd is not running" in text
+    elif not alive:
+        assert rc == 1 and f"pid {pid}, but that process is gone" in text
     else:
         assert f"auditd is running (pid {pid})" in text
     rules = subprocess.run(["auditctl", "-l"], capture_output=True, text=True).stdout
     ours = check_rules(parse_auditctl_rules(rules), "x")
-    if any(f.level == FAIL for f in ours) or pid == 0:
+    if any(f.level == FAIL for f in ours) or not alive:
         assert rc == 1, text
     assert ("detection can work" in text) == (rc == 0)
