@@ -72,8 +72,11 @@ class Pipeline:
             cats = getattr(r.compiled, "categories", None) or {"any"}
             for c in cats:
                 by_category.setdefault(c, []).append(r)
-        self._any_rules = by_category.pop("any", [])
-        self._by_category = by_category
+        any_rules = by_category.pop("any", [])
+        # category -> ((rule, its process function), ...), rules for any category included: one dict lookup
+        # per event, and nothing else for an event no rule can use
+        self._dispatch = {c: tuple((r, r.compiled.process) for r in rs + any_rules) for c, rs in by_category.items()}
+        self._dispatch_other = tuple((r, r.compiled.process) for r in any_rules)
         if getattr(self, "_multi_node", False):
             self._apply_skew()
 
@@ -137,20 +140,20 @@ class Pipeline:
         if self.on_event is not None:
             self.on_event(ev)
         cats = ev["event.category"]
-        rules = self._by_category.get(cats[0] if cats else "", ())
-        if self._any_rules:
-            rules = list(rules) + self._any_rules
-        if not rules:
+        targets = self._dispatch.get(cats[0] if cats else "", self._dispatch_other)
+        if not targets:
             return
         ts_ns = ev.ts_ms * 1_000_000
-        for rule in rules:
+        for rule, process in targets:
             try:
-                matches = rule.compiled.process(ev, ts_ns, seq)
+                matches = process(ev, ts_ns, seq)
             except Exception as e:  # a rule bug must not stop detection by the other rules
                 self.counters.rule_errors += 1
                 if rule.rule_id not in self._warned:
                     self._warned.add(rule.rule_id)
                     log.warning("rule %s (%s) failed on an event: %s", rule.rule_id, rule.name, e)
+                continue
+            if not matches:
                 continue
             for events in matches:
                 exc = self.exceptions

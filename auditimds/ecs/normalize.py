@@ -252,10 +252,10 @@ class Normalizer:
             "process.parent.pid": ppid,
         }
         if exe:
-            d["process.executable"] = exe
+            d["process.executable"] = p.executable  # the table's interned copy: held events share it
             d["process.name"] = p.name
         if cwd is not None:
-            d["process.working_directory"] = cwd
+            d["process.working_directory"] = p.cwd
         if parent.executable:
             d["process.parent.executable"] = parent.executable
             d["process.parent.name"] = parent.name
@@ -293,7 +293,7 @@ class Normalizer:
         if sa.port is not None:
             d[f"{side}.port"] = sa.port
         if exe:
-            d["process.executable"] = exe
+            d["process.executable"] = proc.executable  # == exe (observe just set it), interned
             d["process.name"] = proc.name
         if proc.cwd is not None and proc.exec_seen:
             d["process.working_directory"] = proc.cwd
@@ -325,7 +325,7 @@ class Normalizer:
             "process.pid": proc.pid,
         }
         if exe:
-            d["process.executable"] = exe
+            d["process.executable"] = proc.executable  # == exe (observe just set it), interned
             d["process.name"] = proc.name
         if proc.cwd is not None and proc.exec_seen:
             d["process.working_directory"] = proc.cwd

@@ -327,8 +327,11 @@ class SequenceMatcher(CompiledQuery):
             self._spill.clear()
             self._dead.clear()
         self._last_seq = seq
-        out: List[List[Mapping[str, Any]]] = []
         cands = self._cands
+        if stages == (0,):  # the usual case (a first-stage-only event, e.g. an exec): it joins the window
+            self._add_candidate(cands, ev, ts_ns, seq)
+            return []
+        out: List[List[Mapping[str, Any]]] = []
         for k in stages:
             if k:
                 if not cands or not self.preds[1](ev):
@@ -342,21 +345,28 @@ class SequenceMatcher(CompiledQuery):
                     self.matches += 1
                     out.append(rec[3])
             else:
-                limit = ts_ns - self.maxspan  # type: ignore[operator]
-                if cands and cands[-1][0] > ts_ns + self.maxspan:  # type: ignore[operator]
-                    # the clock stepped back (reboot, NTP step, concatenated logs): the queued candidates are
-                    # "in the future" and pruning from the left would never reach what comes after them
-                    self.expired += len(cands)
-                    cands.clear()
-                    self._spill.clear()
-                    self._dead.clear()
+                self._add_candidate(cands, ev, ts_ns, seq)
+        return out
+
+    def _add_candidate(self, cands: deque, ev: Mapping[str, Any], ts_ns: int, seq: int) -> None:
+        """Lazy first stage: `ev` joins the window of unevaluated candidates; older ones leave it."""
+        maxspan: int = self.maxspan  # type: ignore[assignment]
+        if cands:
+            if cands[-1][0] > ts_ns + maxspan:
+                # the clock stepped back (reboot, NTP step, concatenated logs): the queued candidates are
+                # "in the future" and pruning from the left would never reach what comes after them
+                self.expired += len(cands)
+                cands.clear()
+                self._spill.clear()
+                self._dead.clear()
+            else:
+                limit = ts_ns - maxspan
                 while cands and cands[0][0] < limit:
                     cands.popleft()
                     self.expired += 1
-                cands.append([ts_ns, seq, ev, _UNK, _UNK])
-                if len(cands) > self.max_candidates:
-                    self._spill_evicted(cands.popleft())
-        return out
+        cands.append([ts_ns, seq, ev, _UNK, _UNK])
+        if len(cands) > self.max_candidates:
+            self._spill_evicted(cands.popleft())
 
     def process(self, ev: Mapping[str, Any], ts_ns: int, seq: int) -> List[List[Mapping[str, Any]]]:
         stages = self._stages_for(ev["event.category"])
@@ -409,19 +419,7 @@ class SequenceMatcher(CompiledQuery):
                     else:
                         self._put(slots[k], key, rec)
                 else:
-                    cands = self._cands
-                    limit = ts_ns - maxspan  # type: ignore[operator]
-                    if cands and cands[-1][0] > ts_ns + maxspan:  # type: ignore[operator]
-                        self.expired += len(cands)  # clock stepped back: see _process_lazy2
-                        cands.clear()
-                        self._spill.clear()
-                        self._dead.clear()
-                    while cands and cands[0][0] < limit:
-                        cands.popleft()
-                        self.expired += 1
-                    cands.append([ts_ns, seq, ev, _UNK, _UNK])
-                    if len(cands) > self.max_candidates:
-                        self._spill_evicted(cands.popleft())
+                    self._add_candidate(self._cands, ev, ts_ns, seq)
                 continue
             if k:
                 prev = slots[k - 1]
