@@ -10,6 +10,17 @@ and peak RSS (ru_maxrss of the child).  The peer is python3-audit's `AuParser` l
 
 Memory must not grow with the log: the same scan also runs on the log concatenated 4 times, and its peak
 RSS is reported next to the single-log figure.
+
+Same interpreter for both: by default auditimds runs in a venv made from the peer's /usr/bin/python3 (as the
+.deb installs it), created once under bench/out/venv-system with `pip install .` for the dependencies (the
+code run is always this checkout's, through PYTHONPATH); `--python PATH` picks
+another interpreter (one that can import auditimds' dependencies).  A development interpreter can start much
+slower (here pyenv's, whose site-packages run a .pth hook: +50 ms per start), which is not auditimds' time.
+
+Floor rows: the same interpreter running only the first steps any Python design must take, each a complete
+process: start; read and split the lines; group the relevant records per event (the "bare loop"); and that
+plus reading the SYSCALL fields and keeping the process table, with no ECS events and no rules.  They show
+how much of the budget is spent before detection logic starts.
 """
 
 from __future__ import annotations
@@ -40,6 +51,79 @@ print(n)
 """
 
 
+FLOOR_STEPS = {
+    "start only": "pass",
+    "read + split lines": """
+import sys
+lines = open(sys.argv[1], "rb").read().split(b"\\n")
+print(len(lines))
+""",
+    "+ group relevant records per event": """
+import sys
+lines = open(sys.argv[1], "rb").read().split(b"\\n")
+wanted = (b"SY", b"EX", b"CW", b"PR", b"SO", b"EO")
+events = {}
+for line in lines:
+    if line[5:7] in wanted:
+        i = line.find(b"(", 20)
+        j = line.find(b")", i)
+        k = line[i + 1:j]
+        e = events.get(k)
+        if e is None:
+            events[k] = [line]
+        else:
+            e.append(line)
+            if line[5:7] == b"PR":
+                del events[k]
+print(len(events))
+""",
+    "+ SYSCALL fields + process table": """
+import sys
+from auditimds.ecs.normalize import _SYSCALL_RE, _decode_path
+from auditimds.ecs.process_table import ProcessTable
+lines = open(sys.argv[1], "rb").read().split(b"\\n")
+table = ProcessTable("h")
+match = _SYSCALL_RE.match
+execs = (b"59", b"322")
+cur = None
+for line in lines:
+    t = line[5:8]
+    if t == b"SYS":
+        m = match(line, line.find(b"):", 20) + 2)
+        if m is None:
+            continue
+        cur = m.groups()
+    elif t == b"PRO" and cur is not None:
+        a, num, succ, ex, a0, ppid, pid, uid, tty, ses, exe = cur
+        cur = None
+        pid, ppid = int(pid), int(ppid)
+        if succ == b"yes" and num in execs:
+            parent = table.parent(ppid, 0)
+            table.exec(pid, ppid, _decode_path(exe), None, None, 0, int(uid), int(ses), None, parent)
+        else:
+            table.observe(pid, ppid, _decode_path(exe), 0, int(uid), int(ses))
+print(len(table))
+""",
+}
+
+
+def system_venv(python: str) -> Optional[str]:
+    """bench/out/venv-system: a venv of the peer's interpreter with auditimds installed; None if impossible."""
+    venv = REPO / "bench" / "out" / "venv-system"
+    exe = venv / "bin" / "python"
+    if exe.exists() and subprocess.run([str(exe), "-c", "import auditimds, regex"], capture_output=True,
+                                       cwd="/").returncode == 0:
+        return str(exe)
+    print(f"bench: making {venv} from {python} (pip install {REPO}) ...", file=sys.stderr)
+    r = subprocess.run([python, "-m", "venv", str(venv)], capture_output=True, text=True)
+    if r.returncode == 0:
+        r = subprocess.run([str(exe), "-m", "pip", "install", "-q", str(REPO)], capture_output=True, text=True)
+    if r.returncode != 0:
+        print(f"bench: cannot make the venv ({r.stderr.strip()[-300:]}); using {sys.executable}", file=sys.stderr)
+        return None
+    return str(exe)
+
+
 def run_once(cmd: List[str], env: Optional[Dict[str, str]] = None) -> Dict[str, float]:
     with tempfile.TemporaryFile() as fout, tempfile.TemporaryFile() as ferr:
         t0 = time.perf_counter()
@@ -67,13 +151,16 @@ def main() -> int:
     ap.add_argument("--log", default=str(DEFAULT_LOG))
     ap.add_argument("--runs", type=int, default=5)
     ap.add_argument("--json", help="also write the results as JSON to this file")
+    ap.add_argument("--python", help="interpreter for auditimds (default: a venv of /usr/bin/python3, made once)")
     args = ap.parse_args()
 
-    env = dict(os.environ, PYTHONPATH=str(REPO) + os.pathsep + os.environ.get("PYTHONPATH", ""))
-    ours = [sys.executable, "-m", "auditimds", "scan", "--host-id", "bench", "--host-name", "bench"]
     system_python = "/usr/bin/python3"
     have_auparse = Path(system_python).exists() and subprocess.run(
         [system_python, "-c", "import auparse"], capture_output=True).returncode == 0
+    python = args.python or (system_venv(system_python) if Path(system_python).exists() else None) or sys.executable
+    # always this checkout's code (PYTHONPATH comes before the venv's installed copy, which may be older)
+    env = dict(os.environ, PYTHONPATH=str(REPO) + os.pathsep + os.environ.get("PYTHONPATH", ""))
+    ours = [python, "-m", "auditimds", "scan", "--host-id", "bench", "--host-name", "bench"]
 
     with tempfile.TemporaryDirectory(prefix="auditimds-bench-") as tmp:
         plain = Path(tmp) / "audit.log"
@@ -87,15 +174,21 @@ def main() -> int:
                 with open(plain, "rb") as src:
                     shutil.copyfileobj(src, dst, 1 << 20)
 
-        results: Dict[str, object] = {"log": args.log, "lines": lines, "python": sys.version.split()[0],
+        version = subprocess.run([python, "-c", "import sys; print(sys.version.split()[0])"], capture_output=True,
+                                 text=True).stdout.strip()
+        results: Dict[str, object] = {"log": args.log, "lines": lines, "python": f"{python} ({version})",
                                       "cpus": os.cpu_count(), "date": time.strftime("%Y-%m-%d")}
         ours_runs: List[Dict[str, float]] = []
         peer_runs: List[Dict[str, float]] = []
+        floor_runs: Dict[str, List[Dict[str, float]]] = {k: [] for k in FLOOR_STEPS}
         for _ in range(args.runs):  # alternate so that both see the same machine conditions
             r = run_once(ours + [str(plain)], env)
             ours_runs.append(r)
             if have_auparse:
                 peer_runs.append(run_once([system_python, "-c", AUPARSE_LOOP, str(plain)]))
+            for name, code in FLOOR_STEPS.items():
+                floor_runs[name].append(run_once([python, "-c", code, str(plain)], env))
+        results["floor"] = {k: summarise(v) for k, v in floor_runs.items()}
         results["auditimds_scan"] = summarise(ours_runs)
         results["auditimds_alerts"] = len(ours_runs[-1]["stdout"].splitlines())
         if have_auparse:
@@ -109,7 +202,7 @@ def main() -> int:
         results["auditimds_scan_x4"] = {"wall_s": round(x4["wall"], 3), "peak_rss_mb": round(x4["rss_mb"], 1),
                                         "lines": lines * 4}
 
-    print(f"log: {args.log} ({lines} lines), Python {results['python']}, {results['cpus']} CPUs, "
+    print(f"log: {args.log} ({lines} lines), auditimds on {results['python']}, {results['cpus']} CPUs, "
           f"{args.runs} runs each, alternating")
     print(f"{'command':<40} {'median s':>9} {'min s':>7} {'peak RSS MB':>12}")
     s = results["auditimds_scan"]
@@ -119,6 +212,10 @@ def main() -> int:
         print(f"{'libauparse AuParser loop (python3-audit)':<40} {a['median_s']:>9} {a['min_s']:>7} "
               f"{a['peak_rss_mb']:>12}")
         print(f"ratio auditimds / libauparse (median): {results['ratio_median']}")
+    print(f"floor (interpreter: {results['python']}):")
+    for name, f in results["floor"].items():  # type: ignore[union-attr]
+        ratio = f" ({f['median_s'] / a['median_s']:.2f}x libauparse)" if have_auparse else ""
+        print(f"  {name:<38} {f['median_s']:>9} {f['min_s']:>7} {f['peak_rss_mb']:>12}{ratio}")
     x = results["auditimds_scan_x4"]
     print(f"{'auditimds scan, log x4':<40} {x['wall_s']:>9} {'':>7} {x['peak_rss_mb']:>12}")
     print(f"alerts: {results['auditimds_alerts']}")
