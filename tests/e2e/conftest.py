@@ -35,7 +35,7 @@ from tests.e2e.realaudit import (
 )
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="package")  # set up once for tests/e2e, torn down after its last test
 def audit_daemon() -> Iterator[Dict[str, object]]:
     """auditd running and writing, with packaging/audit/auditimds.rules loaded; yields {"log": Path}."""
     if os.geteuid() != 0:
