@@ -280,8 +280,8 @@ def _call_function(name: str, insensitive: bool, args: List[Any]) -> Any:
         return "".join(_to_string(a) for a in args)
     if name == "cidrMatch":
         return CidrSet(args[1:]).contains(args[0]) if args[0] is not None else None
-    if any(a is None for a in args[:2]):
-        return None
+    if args[0] is None or (name != "number" and len(args) > 1 and args[1] is None):
+        return None  # (number's base may be null: "detect it")
     a0 = args[0]
     if name in ("startsWith", "endsWith", "stringContains", "indexOf", "between", "wildcard"):
         if type(a0) is not str:
@@ -301,12 +301,10 @@ def _call_function(name: str, insensitive: bool, args: List[Any]) -> Any:
         if name == "endsWith":
             return s.endswith(p)
         if name == "stringContains":
-            return p in s
+            return bool(p) and p in s  # an empty substring is not contained (Elasticsearch StringUtils)
         if name == "indexOf":
             start = rest[1] if len(rest) > 1 else 0
-            if start is None:
-                start = 0
-            if not _is_num(start):
+            if start is None or not _is_num(start):  # indexOf(f, ".", null) is null (function reference)
                 return None
             i = s.find(p, max(int(start), 0))
             return None if i < 0 else i
@@ -335,7 +333,15 @@ def _call_function(name: str, insensitive: bool, args: List[Any]) -> Any:
         if type(a0) is not str:
             return a0 if _is_num(a0) else None
         base = args[1] if len(args) > 1 else None
+        if "_" in a0:  # Python's int()/float() accept digit separators; Elasticsearch's parsers do not
+            return None
         try:
+            text = a0.strip()
+            hexa = text[1:] if text[:1] in "+-" else text
+            if hexa[:2].lower() == "0x" and (base is None or int(base) == 16):
+                # "0x" auto-detects base 16 (and is allowed with an explicit 16), as in Elasticsearch
+                v = int(hexa[2:], 16)
+                return -v if text[:1] == "-" else v
             if base is not None:
                 return int(a0, int(base))
             try:
@@ -651,6 +657,8 @@ class _Gen:
             return self._gen_patternset(field, _PatternSet(lits, node.insensitive))
         if node.name in ("startsWith", "endsWith", "stringContains"):
             (p,) = lits
+            if node.name == "stringContains" and p == "":
+                return "False"  # an empty substring is never contained (as in _call_function)
             ci = node.insensitive
             if ci:
                 p = p.lower()

@@ -276,3 +276,23 @@ def test_ip_equality_is_plain_string_equality():
 def test_generated_source_is_python():
     fn = compile_expr(parse_expression('a : ("x*", "y") and not b in ("c") and cidrMatch(d, "::1")'))
     assert fn.__eql_source__.startswith("def pred(ev")
+
+
+@pytest.mark.parametrize("expr, ev, expected", [
+    # Elasticsearch's number(): "0x" auto-detects base 16 (also allowed with an explicit 16); no digit separators
+    ("number(a) == 16", {"a": "0x10"}, True),
+    ("number(a, null) == 16", {"a": "0x10"}, True),
+    ("number(a, 16) == 16", {"a": "0x10"}, True),
+    ("number(a) == -16", {"a": "-0x10"}, True),
+    ("number(a) == 1000", {"a": "1_000"}, False),
+    ("number(a) == null", {"a": "1_000"}, True),
+    # stringContains with an empty substring is false (StringUtils.stringContains), field and literal forms
+    ('stringContains(a, "")', {"a": "abc"}, False),
+    ('stringContains~(a, "")', {"a": "abc"}, False),
+    ("stringContains(a, b)", {"a": "abc", "b": ""}, False),
+    # indexOf with a null start position is null (EQL function reference)
+    ('indexOf(a, ".", null) == null', {"a": "subdomain.example.com"}, True),
+    ('indexOf(a, ".", 10) == 17', {"a": "subdomain.example.com"}, True),
+])
+def test_function_edge_cases_match_elasticsearch(expr, ev, expected):
+    assert check(expr, ev) is expected  # compiled and interpreted agree, and give Elasticsearch's answer
