@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from typing import Any, List
 
 from hypothesis import HealthCheck, given, settings
@@ -167,3 +168,40 @@ def test_multi_node_log_with_clock_skew_live_mode():
         p.tick(0.0)
     p.finish()
     assert sorted(a["host"]["id"] for a in alerts) == ["web1", "web1", "web2"]
+
+
+def test_a_late_unrelated_exec_does_not_hide_the_imds_access():
+    """scan (lazy first stage) of the real curl recording where curl's connect comes 2.2 s after its exec, and
+    between them an unrelated exec is written with a stamp 5.25 s in the past (a syscall that blocked).  One
+    late event used to be taken for a clock step that dropped every pending candidate: no alert."""
+    import re
+
+    from auditimds.rules.builtin import builtin_rules_dir
+    from auditimds.rules.loader import load_rules
+
+    lines = (REPO / "tests" / "fixtures" / "host-a-dev_curl_creds.log").read_bytes().splitlines()
+
+    def event(serial: bytes) -> List[bytes]:
+        return [ln for ln in lines if b":" + serial + b"):" in ln]
+
+    def restamp(evt: List[bytes], stamp: bytes, serial: bytes, pid: bytes = b"") -> List[bytes]:
+        out = [re.sub(rb"msg=audit\([0-9.]+:[0-9]+\)", b"msg=audit(" + stamp + b":" + serial + b")", ln)
+               for ln in evt]
+        return [re.sub(rb" pid=\d+ ", b" pid=" + pid + b" ", ln) for ln in out] if pid else out
+
+    connect = event(b"141891")
+    assert any(b"saddr=02000050A9FEA9FE" in ln for ln in connect)
+    unrelated = event(b"141883")
+    log = [ln for ln in lines if ln not in connect]
+    log += restamp(unrelated, b"1795976748.352", b"141950", b"999901")
+    log += restamp(unrelated, b"1795976741.002", b"141951", b"999902")  # written late: 5.25 s before curl
+    log += restamp(connect, b"1795976748.452", b"141952")  # curl's connect, 2.2 s after its exec
+    for lazy in (True, False):
+        rules, errors = load_rules([builtin_rules_dir()], lazy_first=lazy)
+        assert not errors
+        alerts: List[Any] = []
+        pipe = Pipeline(rules, "h", "h", on_alert=alerts.append)
+        pipe.feed(log, 0.0)
+        pipe.finish()
+        assert len(alerts) == 1, (lazy, alerts)
+        assert '"curl"' in json.dumps(alerts[0]) and "169.254.169.254" in json.dumps(alerts[0])

@@ -26,6 +26,7 @@ each slot table holds at most ``max_keys`` keys (least recently written evicted 
 
 from __future__ import annotations
 
+from bisect import bisect_left, bisect_right, insort
 from collections import OrderedDict, deque
 from typing import Any, Callable, Dict, List, Mapping, Tuple
 from typing import Sequence as Seq
@@ -46,6 +47,13 @@ class _NoKey:
 
 NOKEY: Any = _NoKey()
 _UNK: Any = object()  # not computed yet
+
+# Lazy first stage: this many first-stage events in a row, each more than maxspan older than the newest
+# candidate, mean the clock stepped back (a single late event does not).
+CLOCK_STEP_EVENTS = 256
+# Eager slots are swept this long after maxspan, so an event written late (beyond the pipeline's reordering
+# window) still finds the first-stage match it belongs with; slots hold matches only, so this costs little.
+LATE_GRACE_NS = 10_000_000_000
 
 
 def _make_keyfn(fields: Seq[Field]) -> Callable[[Mapping[str, Any]], Any]:
@@ -184,16 +192,23 @@ class SequenceMatcher(CompiledQuery):
         # sequence to advance (newest candidate of its key first), at most once each.  Same matches as the
         # eager slot (the newest stage-0 match of the key, if within maxspan), but a rule whose second stage
         # is rare (the seed rule: connects to 169.254.169.254) almost never evaluates its first stage.
-        # _cands: [ts, seq, ev, key|_UNK, ok|_UNK]; _dead: key -> (ts, seq) of the event that consumed
-        # (advanced) or dropped (`until`) its candidates: those with a smaller arrival seq are dead (seq, not
-        # time, so that a clock stepping back cannot revive or kill candidates).  A seq going backwards means
-        # a new stream (the matcher fed again from the start): the lazy state is reset.
+        # _cands: [ts, seq, ev, key|_UNK, ok|_UNK] in arrival order.  _dead: key -> sorted (ts, seq) of the
+        # events that consumed (advanced) or dropped (`until`) the key's pending first stage.  Elasticsearch
+        # walks events in time order, so a second-stage event E can use only candidates after the last such
+        # event before E (in time): earlier ones were used, dropped or overwritten by then.  Deciding by time
+        # (not arrival) keeps the result right when an event is written late (a syscall that blocked) and when
+        # the clock steps back.  A late event just joins the window; only a run of CLOCK_STEP_EVENTS
+        # first-stage events all more than maxspan behind the newest candidate is taken for a clock step
+        # (reboot, NTP, concatenated logs), which drops what is "in the future".  A seq going backwards means a
+        # new stream (the matcher fed again from the start): the lazy state is reset.
         self.lazy_first = bool(lazy_first and self.maxspan is not None)
         self._cands: deque = deque()
+        self._cand_newest = -(1 << 62)  # newest candidate time seen
+        self._behind = 0  # consecutive first-stage events more than maxspan behind _cand_newest
         # first-stage matches of candidates pushed out of a full queue (a flood): key -> candidate record,
         # newest overwrites (Elasticsearch's one pending sequence per stage and key)
         self._spill: "OrderedDict[Any, list]" = OrderedDict()
-        self._dead: Dict[Any, Tuple[int, int]] = {}
+        self._dead: Dict[Any, List[Tuple[int, int]]] = {}
         self._last_seq = -1
         if self.lazy_first and self.n == 2 and until is None:
             self.process = self._process_lazy2  # type: ignore[method-assign]
@@ -234,11 +249,11 @@ class SequenceMatcher(CompiledQuery):
             cands.popleft()
             self.expired += 1
         if self._dead:
-            self._dead = {k: w for k, w in self._dead.items() if w[0] >= limit}
+            self._dead = {k: m for k, m in self._dead.items() if m[-1][0] >= limit - maxspan}
         # Slots hold first-stage *matches* only (few), and maxspan is checked per key when a later stage
         # arrives; so the sweep may keep them longer than maxspan behind the newest event time, which comes
         # from any host: a node whose clock lags (aggregated node= logs) keeps its pending sequences.
-        limit = now_ts_ns - maxspan - self.skew_ns
+        limit = now_ts_ns - maxspan - self.skew_ns - LATE_GRACE_NS
         for d in self.slots:
             # slot tables are ordered by insertion time; once the oldest entry is still alive, everything left
             # was inserted within the last maxspan (so memory stays bounded by the event rate * maxspan)
@@ -258,40 +273,69 @@ class SequenceMatcher(CompiledQuery):
             d.popitem(last=False)
             self.evicted += 1
 
+    def _floor(self, key: Any, ts_ns: int, seq: int) -> Tuple[int, int] | None:
+        """The last event up to (ts_ns, seq) in time (itself included: an `until` event that also matches the
+        last stage drops first) that consumed or dropped `key`'s first stage."""
+        marks = self._dead.get(key)
+        if not marks:
+            return None
+        i = bisect_right(marks, (ts_ns, seq))
+        return marks[i - 1] if i else None
+
     def _take_candidate(self, key: Any, ts_ns: int, seq: int) -> list | None:
-        """Lazy first stage: the newest live stage-0 match of `key` within maxspan of (ts_ns, seq), consumed."""
-        maxspan = self.maxspan
-        dead = self._dead.get(key)
+        """Lazy first stage: the newest (in time) live stage-0 match of `key` strictly before (ts_ns, seq) and
+        within maxspan, consumed."""
+        maxspan: int = self.maxspan  # type: ignore[assignment]
+        floor = self._floor(key, ts_ns, seq)
         keyfn = self.keyfns[0]
-        pred = self.preds[0]
-        for c in reversed(self._cands):
+        eligible = []
+        for c in self._cands:
             cts = c[0]
-            if ts_ns - cts > maxspan:  # type: ignore[operator]
-                continue  # (not break: a late, out-of-order event may sit among newer ones)
-            if not (cts < ts_ns or (cts == ts_ns and c[1] < seq)):
+            if ts_ns - cts > maxspan or not (cts < ts_ns or (cts == ts_ns and c[1] < seq)):
                 continue
+            if floor is not None and (cts, c[1]) < floor:
+                continue  # used, dropped or overwritten before this event in time order
             ck = c[3]
             if ck is _UNK:
                 ck = c[3] = keyfn(c[2])
             if ck is NOKEY or ck != key:
                 continue
-            if dead is not None and c[1] < dead[1]:
-                return None  # this one and every older candidate of the key were consumed
+            eligible.append(c)
+        c = self._spill.get(key) if self._spill else None
+        if c is not None:
+            cts = c[0]
+            if (ts_ns - cts <= maxspan and (cts < ts_ns or (cts == ts_ns and c[1] < seq))
+                    and (floor is None or (cts, c[1]) > floor)):
+                eligible.append(c)
+        if not eligible:
+            return None
+        if len(eligible) > 1:
+            eligible.sort(key=lambda c: (c[0], c[1]), reverse=True)
+        pred = self.preds[0]
+        for c in eligible:
             ok = c[4]
             if ok is _UNK:
                 ok = c[4] = bool(pred(c[2]))
             if ok:
-                self._dead[key] = (ts_ns, seq)
-                self._spill.pop(key, None)
-                return [cts, cts, c[1], [c[2]]]
-        c = self._spill.pop(key, None) if self._spill else None
-        if c is not None:
-            cts = c[0]
-            if ts_ns - cts <= maxspan and (cts < ts_ns or (cts == ts_ns and c[1] < seq)) and (  # type: ignore[operator]
-                    dead is None or c[1] >= dead[1]):
-                self._dead[key] = (ts_ns, seq)
-                return [cts, cts, c[1], [c[2]]]
+                self._kill(key, ts_ns, seq)
+                if self._spill.get(key) is c:
+                    del self._spill[key]
+                return [c[0], c[0], c[1], [c[2]]]
         return None
+
+    def _kill(self, key: Any, ts_ns: int, seq: int) -> None:
+        """(ts_ns, seq) consumed or dropped `key`'s pending first stage."""
+        marks = self._dead.get(key)
+        if marks is None:
+            self._dead[key] = [(ts_ns, seq)]
+        else:
+            insort(marks, (ts_ns, seq))
+            if len(marks) > 64:  # one key consumed over and over: only the window's marks can matter
+                limit = self._cand_newest - 2 * self.maxspan  # type: ignore[operator]
+                del marks[: max(0, bisect_left(marks, (limit, -1)) - 1)]
+        if len(self._dead) > 4096 + 2 * len(self._cands):  # bounded: marks older than the window kill nothing
+            limit = self._cand_newest - 2 * self.maxspan  # type: ignore[operator]
+            self._dead = {k: m for k, m in self._dead.items() if m[-1][0] >= limit}
 
     def _spill_evicted(self, c: list) -> None:
         """A candidate pushed out of the full queue is evaluated now, so a flood cannot make it miss."""
@@ -306,6 +350,9 @@ class SequenceMatcher(CompiledQuery):
         if key is NOKEY:
             return
         spill = self._spill
+        old = spill.get(key)
+        if old is not None and (old[0], old[1]) > (c[0], c[1]):
+            return  # a newer (in time) first-stage match of the key is already kept
         spill[key] = c
         spill.move_to_end(key)
         if len(spill) > self.max_keys:
@@ -323,9 +370,7 @@ class SequenceMatcher(CompiledQuery):
         if stages is None:
             stages = self._stages_for(ev["event.category"])
         if seq < self._last_seq:
-            self._cands.clear()
-            self._spill.clear()
-            self._dead.clear()
+            self._reset_lazy()
         self._last_seq = seq
         cands = self._cands
         if stages == (0,):  # the usual case (a first-stage-only event, e.g. an exec): it joins the window
@@ -351,22 +396,48 @@ class SequenceMatcher(CompiledQuery):
     def _add_candidate(self, cands: deque, ev: Mapping[str, Any], ts_ns: int, seq: int) -> None:
         """Lazy first stage: `ev` joins the window of unevaluated candidates; older ones leave it."""
         maxspan: int = self.maxspan  # type: ignore[assignment]
-        if cands:
-            if cands[-1][0] > ts_ns + maxspan:
-                # the clock stepped back (reboot, NTP step, concatenated logs): the queued candidates are
-                # "in the future" and pruning from the left would never reach what comes after them
-                self.expired += len(cands)
-                cands.clear()
-                self._spill.clear()
-                self._dead.clear()
-            else:
-                limit = ts_ns - maxspan
-                while cands and cands[0][0] < limit:
-                    cands.popleft()
-                    self.expired += 1
+        if ts_ns + maxspan < self._cand_newest:
+            # a late event, or the clock stepped back: only a run of them is a clock step
+            self._behind += 1
+            if self._behind >= CLOCK_STEP_EVENTS:
+                self._clock_step(ts_ns)
+        else:
+            self._behind = 0
+            if ts_ns > self._cand_newest:
+                self._cand_newest = ts_ns
+            limit = ts_ns - maxspan
+            while cands and cands[0][0] < limit:
+                cands.popleft()
+                self.expired += 1
         cands.append([ts_ns, seq, ev, _UNK, _UNK])
         if len(cands) > self.max_candidates:
             self._spill_evicted(cands.popleft())
+
+    def _reset_lazy(self) -> None:
+        self._cands.clear()
+        self._spill.clear()
+        self._dead.clear()
+        self._cand_newest = -(1 << 62)
+        self._behind = 0
+
+    def _clock_step(self, ts_ns: int) -> None:
+        """The clock stepped back to about `ts_ns`: candidates, spilled matches and consumption marks "in the
+        future" belong to the old timeline and are dropped; those of the new one are kept."""
+        horizon = ts_ns + self.maxspan  # type: ignore[operator]
+        keep = [c for c in self._cands if c[0] <= horizon]
+        self.expired += len(self._cands) - len(keep)
+        self._cands.clear()
+        self._cands.extend(keep)
+        for k in [k for k, c in self._spill.items() if c[0] > horizon]:
+            del self._spill[k]
+        dead = {}
+        for k, marks in self._dead.items():
+            kept = [w for w in marks if w[0] <= horizon]
+            if kept:
+                dead[k] = kept
+        self._dead = dead
+        self._cand_newest = max((c[0] for c in keep), default=ts_ns)
+        self._behind = 0
 
     def process(self, ev: Mapping[str, Any], ts_ns: int, seq: int) -> List[List[Mapping[str, Any]]]:
         stages = self._stages_for(ev["event.category"])
@@ -384,8 +455,8 @@ class SequenceMatcher(CompiledQuery):
                 if key is not NOKEY:
                     for d in slots:
                         d.pop(key, None)
-                    if self._cands:
-                        self._dead[key] = (ts_ns, seq)
+                    if self._cands or self._spill:
+                        self._kill(key, ts_ns, seq)
         if not stages:
             return []
         out: List[List[Mapping[str, Any]]] = []
@@ -395,9 +466,7 @@ class SequenceMatcher(CompiledQuery):
         lazy = self.lazy_first
         if lazy:
             if seq < self._last_seq:
-                self._cands.clear()
-                self._spill.clear()
-                self._dead.clear()
+                self._reset_lazy()
             self._last_seq = seq
         for k in stages:
             if lazy and k <= 1:
@@ -453,5 +522,8 @@ class SequenceMatcher(CompiledQuery):
                 key = self.keyfns[0](ev)
                 if key is NOKEY:
                     continue
+                held = slots[0].get(key) if maxspan is not None else None
+                if held is not None and (held[0], held[2]) > (ts_ns, seq) and held[0] - ts_ns <= maxspan:
+                    continue  # a late event: in time order the newer match already overwrote it
                 self._put(slots[0], key, [ts_ns, ts_ns, seq, [ev]])
         return out

@@ -7,6 +7,7 @@ import random
 import pytest
 
 from auditimds.rules.eql_compile import compile_query
+from auditimds.rules.sequence import CLOCK_STEP_EVENTS
 
 S = 1_000_000_000
 
@@ -148,7 +149,7 @@ def test_a_flood_that_overflows_the_candidate_queue_cannot_hide_a_match():
         for burst_parent in ("P1", "P2"):  # flood from the same parent, then from another one
             seq += 1
             out += m.process(Ev({"event.category": ["process"], "host.id": "h", "process.parent.entity_id": "P1",
-                                 "process.name": "python3"}), 1_000_000_000 + seq, seq)
+                                 "process.name": "python3"}), 1_000_000_000 + seq * 1000, seq)
             for _ in range(500):
                 seq += 1
                 out += m.process(Ev({"event.category": ["process"], "host.id": "h",
@@ -159,3 +160,89 @@ def test_a_flood_that_overflows_the_candidate_queue_cannot_hide_a_match():
                                  "destination.ip": "169.254.169.254"}), 1_000_000_000 + seq * 1000, seq)
         results[lazy] = len(out)
     assert results == {True: 2, False: 2}
+
+
+# -- events written late (a syscall that blocked) and time order, as Elasticsearch sorts events ------------------
+
+LATE_Q = ('sequence by host.id with maxspan=3s [process where event.action == "A"] '
+          '[network where event.action == "B"]')
+
+
+def _ev(cat: str, action: str, host: str, i: int) -> dict:
+    class Ev(dict):
+        def __missing__(self, k):
+            return None
+
+    return Ev({"event.category": [cat], "event.action": action, "host.id": host, "id": i})
+
+
+def _run(query: str, stream, lazy: bool):
+    cq = compile_query(query, lazy_first=lazy)
+    out = []
+    for seq, (ts, ev) in enumerate(stream):
+        out += [[e["id"] for e in m] for m in cq.process(ev, ts, seq)]
+    return out
+
+
+@pytest.mark.parametrize("lazy", [True, False])
+def test_one_late_event_does_not_wipe_pending_first_stages(lazy):
+    # an exec of another host stamped 9 s earlier arrives between A and B: Elasticsearch (time order) still
+    # pairs A with B; the lazy window used to take it for a clock step and drop every candidate
+    stream = [(10 * S, _ev("process", "A", "h1", 1)), (1 * S, _ev("process", "X", "h2", 2)),
+              (11 * S, _ev("network", "B", "h1", 3))]
+    assert _run(LATE_Q, stream, lazy) == [[1, 3]]
+
+
+def test_a_late_second_stage_uses_the_candidate_before_it_in_time():
+    # A1@10 A2@12 B1@11 (late) B2@13: in time order B1 takes A1 and B2 takes A2
+    stream = [(10 * S, _ev("process", "A", "h1", 1)), (12 * S, _ev("process", "A", "h1", 2)),
+              (11 * S, _ev("network", "B", "h1", 3)), (13 * S, _ev("network", "B", "h1", 4))]
+    assert _run(LATE_Q, stream, True) == [[1, 3], [2, 4]]
+
+
+def test_a_late_candidate_older_than_a_consumed_one_stays_dead():
+    # A1@10 B1@11 consume; A0@9 arrives late; B2@12: in time order A0 was overwritten by A1, which B1 used
+    stream = [(10 * S, _ev("process", "A", "h1", 1)), (11 * S, _ev("network", "B", "h1", 2)),
+              (9 * S, _ev("process", "A", "h1", 3)), (12 * S, _ev("network", "B", "h1", 4))]
+    assert _run(LATE_Q, stream, True) == [[1, 2]]
+
+
+@pytest.mark.parametrize("lazy", [True, False])
+def test_late_second_stage_after_the_sweep(lazy):
+    # A@13 ... an event of another host at 16 s + 1 ns triggers the sweep ... B@15 written late
+    stream = [(13 * S, _ev("process", "A", "h1", 1)), (16 * S + 1, _ev("network", "B", "h2", 2)),
+              (15 * S, _ev("network", "B", "h1", 3))]
+    assert _run(LATE_Q, stream, lazy) == [[1, 3]]
+
+
+@pytest.mark.parametrize("lazy", [True, False])
+def test_a_late_first_stage_does_not_replace_a_newer_one(lazy):
+    # A1@10, A2@9 written late, B@12.5: in time order A1 is the pending first stage (A2 is also out of maxspan)
+    stream = [(10 * S, _ev("process", "A", "h1", 1)), (9 * S, _ev("process", "A", "h1", 2)),
+              (12 * S + S // 2, _ev("network", "B", "h1", 3))]
+    assert _run(LATE_Q, stream, lazy) == [[1, 3]]
+
+
+def test_a_real_clock_step_still_resets_the_window():
+    # a long run of events all far behind the newest candidate is a clock step: the "future" is dropped
+    cq = compile_query(LATE_Q, lazy_first=True)
+    seq = 0
+    for i in range(100):
+        cq.process(_ev("process", "A", "h1", i), 1000 * S + i, seq)
+        seq += 1
+    for i in range(CLOCK_STEP_EVENTS + 10):
+        cq.process(_ev("process", "Z", "h1", 1000 + i), 10 * S + i, seq)
+        seq += 1
+    assert all(c[0] < 20 * S for c in cq._cands)  # only the new timeline's candidates are left
+    assert [[e["id"] for e in m] for m in cq.process(_ev("network", "B", "h1", 9), 10 * S + 5000, seq)] == []
+
+
+def test_consumption_marks_stay_bounded():
+    cq = compile_query(LATE_Q, lazy_first=True)
+    seq = 0
+    for i in range(50_000):  # 50,000 distinct keys, each matched once, 10 ms apart
+        host = f"h{i}"
+        cq.process(_ev("process", "A", host, 2 * i), i * 10_000_000, seq)
+        assert len(cq.process(_ev("network", "B", host, 2 * i + 1), i * 10_000_000 + 1, seq + 1)) == 1
+        seq += 2
+    assert len(cq._dead) <= 4096 + 2 * len(cq._cands) + 1
