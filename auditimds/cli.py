@@ -447,7 +447,7 @@ def cmd_notify_test(args: argparse.Namespace, out: TextIO) -> int:
 def cmd_rules_check(args: argparse.Namespace, out: TextIO) -> int:
     from .rules.check import check_rules
 
-    return check_rules(list(args.paths), out)
+    return check_rules(list(args.paths), out, sys.stderr)
 
 
 # -- argument parsing ---------------------------------------------------------------------------------------

@@ -332,6 +332,7 @@ def test_rules_check_accepts_shipped_pack_names(tmp_path):
     r = cli("rules", "check", "hardened", cwd=tmp_path)
     assert r.returncode == 0, r.stdout + r.stderr
     assert r.stdout.count(": loaded: ") == 4
+    one_line_error(cli("rules", "check", "nosuchpack", cwd=tmp_path), "nosuchpack: no such file or directory")
 
 
 def test_doctor_knows_when_the_log_came_from_log_option(monkeypatch):

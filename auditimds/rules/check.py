@@ -21,14 +21,14 @@ A rule with none of these notes only uses what the normalizer supplies (whether 
 event still depends on the audit rules and on what the log holds; see docs/design.md).
 
 Exit code: 0 if every file loaded, 1 if any was refused or a rule_id is defined twice, 2 on bad usage (no path,
-a missing path, a directory without rule files).
+a missing path, a directory without rule files: `auditimds: error: ...` lines on `err`).
 """
 
 from __future__ import annotations
 
 import re
 from pathlib import Path
-from typing import Dict, Iterator, List, Set, TextIO, Tuple, Union
+from typing import Dict, Iterator, List, Optional, Set, TextIO, Tuple, Union
 
 from ..ecs import fields as ecs_fields
 from .builtin import missing_rule_path_message, resolve_rule_path
@@ -145,15 +145,17 @@ def rule_notes(query: Query) -> List[str]:
     return notes
 
 
-def check_rules(paths: List[str], out: TextIO) -> int:
-    """Check rule files; write one report line per file (plus notes) to `out`.  Returns the exit code."""
+def check_rules(paths: List[str], out: TextIO, err: Optional[TextIO] = None) -> int:
+    """Check rule files; write one report line per file (plus notes) to `out`, usage errors as
+    `auditimds: error: ...` lines to `err` (default `out`).  Returns the exit code."""
+    err = out if err is None else err
     if not paths:
-        out.write("auditimds rules check: no rule file or directory given\n")
+        err.write("auditimds: error: rules check: no rule file or directory given\n")
         return 2
     files, errors = rule_files(paths)
     if errors:
         for e in errors:
-            out.write(f"auditimds rules check: {e}\n")
+            err.write(f"auditimds: error: {e}\n")
         return 2
     problems = 0
     first_with_id: Dict[str, Path] = {}
