@@ -1,7 +1,9 @@
 """Command line: `auditimds scan|events ...`.
 
-Errors are one line on stderr and exit code 2, never a traceback.  `scan` writes only alerts to stdout
-(JSON lines) and a summary to stderr; `events` writes the ECS events themselves.
+Errors are one line on stderr (`auditimds: error: ...`; warnings `auditimds: warning: ...`), never a
+traceback: exit code 2 for bad usage or an unusable input, 1 when the output cannot be written (disk full...).
+A closed output pipe (`| head -1`) ends the command quietly.  `scan` writes only alerts to stdout (JSON lines)
+and a summary to stderr; `events` writes the ECS events themselves.
 """
 
 from __future__ import annotations
@@ -15,19 +17,76 @@ import socket
 import sys
 import time
 from pathlib import Path
-from typing import Any, Dict, List, Optional, Sequence, TextIO
+from typing import Any, BinaryIO, Dict, List, Optional, Sequence, TextIO, Tuple
 
 from . import __version__
-from .rules.builtin import builtin_rules_dir
+from .rules.builtin import builtin_rules_dir, missing_rule_path_message, resolve_rule_path
 
 log = logging.getLogger("auditimds")
 
 EXIT_OK = 0
+EXIT_OUTPUT = 1
 EXIT_USAGE = 2
 
 
 class UsageError(Exception):
     """Bad usage or unusable input: printed as one line, exit code 2."""
+
+
+class OutputError(Exception):
+    """The command's output cannot be written (disk full, I/O error): printed as one line, exit code 1."""
+
+
+class GuardedOutput:
+    """A text stream whose write errors become :class:`OutputError`; a closed pipe stays BrokenPipeError."""
+
+    def __init__(self, stream: TextIO) -> None:
+        self.stream = stream
+
+    def write(self, text: str) -> int:
+        try:
+            return self.stream.write(text)
+        except BrokenPipeError:
+            raise
+        except OSError as e:
+            raise OutputError(f"cannot write output: {e.strerror or e}") from None
+
+    def flush(self) -> None:
+        try:
+            self.stream.flush()
+        except BrokenPipeError:
+            raise
+        except OSError as e:
+            raise OutputError(f"cannot write output: {e.strerror or e}") from None
+
+    def isatty(self) -> bool:
+        return self.stream.isatty()
+
+    def fileno(self) -> int:
+        return self.stream.fileno()
+
+
+def _discard_stdout() -> None:
+    """After a write error on stdout: point its descriptor at /dev/null, so that the data still buffered
+    cannot fail again when the interpreter flushes it at exit ("Exception ignored ..."), as the Python
+    documentation recommends for SIGPIPE/BrokenPipeError."""
+    try:
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        os.close(devnull)
+    except (OSError, ValueError, AttributeError):  # no real descriptor (a test's captured stream)
+        pass
+
+
+def non_negative_int(text: str) -> int:
+    """argparse type: an integer >= 0."""
+    try:
+        v = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"invalid integer: {text!r}") from None
+    if v < 0:
+        raise argparse.ArgumentTypeError(f"must be 0 or more, not {v}")
+    return v
 
 
 class _Parser(argparse.ArgumentParser):
@@ -56,39 +115,78 @@ def host_identity(args: argparse.Namespace) -> "tuple[str, str]":
 # -- rules ------------------------------------------------------------------------------------------------
 
 
-def shipped_packs() -> List[str]:
-    d = builtin_rules_dir()
-    return sorted(x.name for x in d.iterdir() if x.is_dir() and not x.name.startswith(("_", "."))) if d.is_dir() else []
+RuleSource = Tuple[str, str]  # (where it was given, e.g. "--rules" or "[rules] paths"; the path or pack name)
 
 
-def load_rule_set(extra: Sequence[str], builtin: bool, allow_none: bool = False, lazy_first: bool = True) -> List[Any]:
-    from .rules.loader import load_rules
+def resolve_rule_sources(sources: Sequence[RuleSource], builtin_dir: Optional[Path]) -> List[Tuple[str, Path]]:
+    """(label, path) of each rule path to load, in order, each file or directory once (compared resolved; the
+    built-in directory counts as given first).  A pack shipped with auditimds may be given by name
+    (`--rules hardened`).  Raises UsageError for a path that does not exist."""
+    seen = {builtin_dir.resolve()} if builtin_dir is not None else set()
+    out: List[Tuple[str, Path]] = []
+    for label, raw in sources:
+        p = resolve_rule_path(raw)
+        if p is None:
+            raise UsageError(f"{label} {missing_rule_path_message(raw)}")
+        key = p.resolve()
+        if key in seen:
+            continue
+        seen.add(key)
+        out.append((f"{label} {raw}", p))
+    return out
 
-    paths: List[Path] = []
-    if builtin:
-        paths.append(builtin_rules_dir())
-    for p in extra:
-        pp = Path(p)
-        if not pp.exists():
-            shipped = builtin_rules_dir() / p  # a pack shipped with auditimds, by name: --rules hardened
-            if "/" not in p and shipped.is_dir():
-                pp = shipped
-            else:
-                packs = ", ".join(shipped_packs())
-                raise UsageError(f"--rules {p}: no such file or directory (shipped packs: {packs})")
-        paths.append(pp)
+
+def no_rules_reason(builtin: bool, empty: Sequence[str], refused: int, none_given: str) -> str:
+    """Why a rule set came out empty, for the one-line error."""
+    parts = ["built-in rules disabled" if not builtin else "the built-in rules were refused"]
+    if empty:
+        parts.append("no rule files in " + ", ".join(empty))
+    if refused:
+        parts.append(f"{refused} rule file(s) refused (see the warnings above)")
+    if not empty and not refused and not builtin:
+        parts.append(none_given)
+    return "no rules loaded (" + "; ".join(parts) + ")"
+
+
+def load_rule_set(sources: Sequence[RuleSource], builtin: bool, allow_none: bool = False, lazy_first: bool = True,
+                  none_given: str = "no --rules given") -> List[Any]:
+    """Load the built-in rules (if `builtin`) and the given rule paths; warnings on stderr.
+
+    A given directory without rule files is reported once; a rule file that cannot be used is skipped with a
+    warning.  No rule at all is an error, except with `allow_none` when none was asked for (scan counts
+    events then)."""
+    from .rules.loader import load_rules, rule_files
+
+    base = builtin_rules_dir() if builtin else None
+    given = resolve_rule_sources(sources, base)
+    empty = [label for label, p in given if not rule_files(p)]
+    paths = ([base] if base is not None else []) + [p for _, p in given]
     rules, errors = load_rules(paths, lazy_first=lazy_first)
     for err in errors:
         print(f"auditimds: warning: rule skipped: {err}", file=sys.stderr)
     if not rules:
         if allow_none and not paths:
-            print("auditimds: no rules: counting events only", file=sys.stderr)
+            print("auditimds: warning: no rules: counting events only", file=sys.stderr)
             return []
-        raise UsageError("no rules loaded (built-in rules disabled and no --rules given, or all refused)")
+        raise UsageError(no_rules_reason(builtin, empty, len(errors), none_given))  # names the empty paths
+    for label in empty:
+        print(f"auditimds: warning: {label}: no *.toml rule files in this directory", file=sys.stderr)
     return rules
 
 
+def cli_rules(paths: Sequence[str]) -> List[RuleSource]:
+    return [("--rules", p) for p in paths]
+
+
 # -- progress ---------------------------------------------------------------------------------------------
+
+
+def progress_text(label: str, done: int, total: int, alerts: int) -> str:
+    if total <= 0:
+        return f"{label[-40:]:<40} {'':<39}  alerts: {alerts}"
+    frac = min(done / total, 1.0)
+    bar = "#" * int(frac * 30)
+    return f"{label[-40:]:<40} [{bar:<30}] {frac * 100:5.1f}%  alerts: {alerts}"
 
 
 class Progress:
@@ -96,7 +194,7 @@ class Progress:
 
     def __init__(self, stream: TextIO, total: int, label: str) -> None:
         self.stream = stream
-        self.total = max(total, 1)
+        self.total = total  # 0: unknown (a pipe): no bar, only the alert count
         self.label = label
         self.enabled = stream.isatty()
         self._last = 0.0
@@ -108,9 +206,7 @@ class Progress:
         if now - self._last < 0.2:
             return
         self._last = now
-        frac = min(done / self.total, 1.0)
-        bar = "#" * int(frac * 30)
-        self.stream.write(f"\r{self.label[-40:]:<40} [{bar:<30}] {frac * 100:5.1f}%  alerts: {alerts}")
+        self.stream.write("\r" + progress_text(self.label, done, self.total, alerts))
         self.stream.flush()
 
     def close(self) -> None:
@@ -122,36 +218,81 @@ class Progress:
 # -- commands ---------------------------------------------------------------------------------------------
 
 
-def _run_files(args: argparse.Namespace, on_alert: Any, on_event: Any, rules: List[Any]) -> Dict[str, Any]:
+Handles = List[Tuple[str, BinaryIO]]
+
+
+def open_inputs(names: Sequence[str], stdin: Optional[BinaryIO] = None) -> Handles:
+    """Open every input first, so that a typo in the last name fails before any output.  `-` is stdin."""
+    from .source.reader import STDIN, LogOpenError, open_log
+
+    if list(names).count(STDIN) > 1:
+        raise UsageError("- (standard input) can be read only once")
+    handles: Handles = []
+    for name in names:
+        try:
+            handles.append((name, open_log(name, stdin)))
+        except LogOpenError as e:
+            close_inputs(handles)
+            raise UsageError(str(e)) from None
+    return handles
+
+
+def close_inputs(handles: Handles) -> None:
+    for _, f in handles:
+        try:
+            f.close()
+        except OSError:
+            pass
+
+
+NODE_SNIFF = 1 << 16
+
+
+def has_node_prefix(head: bytes) -> bool:
+    """Whether the start of a log holds `node=` records (an aggregated, multi-host log)."""
+    return head.startswith(b"node=") or b"\nnode=" in head
+
+
+def sniff_node_prefixes(handles: Handles) -> Tuple[bool, Handles]:
+    """(whether any input is an aggregated log, the handles to read from: a pipe's first bytes are put back)."""
+    from .source.reader import LogOpenError, read_head
+
+    out: Handles = []
+    found = False
+    for i, (name, f) in enumerate(handles):
+        try:
+            head, f = read_head(f, NODE_SNIFF)
+        except LogOpenError as e:
+            close_inputs(out + handles[i:])
+            raise UsageError(f"{name}: {e}") from None
+        found = found or has_node_prefix(head)
+        out.append((name, f))
+    return found, out
+
+
+def _run_files(args: argparse.Namespace, handles: Handles, on_alert: Any, on_event: Any,
+               rules: List[Any]) -> Dict[str, Any]:
     from .pipeline import Pipeline
-    from .source.reader import LogOpenError, file_size, open_log, raw_position, read_batches
+    from .source.reader import LogOpenError, file_size, raw_position, read_batches
 
     host_id, host_name = host_identity(args)
     pipe = Pipeline(rules, host_id, host_name, on_alert=on_alert, on_event=on_event,
                     reorder_ms=args.reorder_ms)
-    # Open every file first so that a typo in the last name fails before any output.
-    handles = []
-    for name in args.files:
-        try:
-            handles.append((name, open_log(name)))
-        except LogOpenError as e:
-            for _, h in handles:
-                h.close()
-            raise UsageError(str(e)) from None
     t0 = time.perf_counter()
     now = time.time()
-    for name, f in handles:
-        progress = Progress(sys.stderr, file_size(f), os.path.basename(name))
-        try:
-            for batch in read_batches(f):
-                pipe.feed(batch, now)
-                progress.update(raw_position(f), pipe.counters.alerts)
-        except LogOpenError as e:
-            progress.close()
-            raise UsageError(f"{name}: {e}") from None
-        finally:
-            f.close()
-        progress.close()
+    try:
+        for name, f in handles:
+            progress = Progress(sys.stderr, file_size(f), os.path.basename(name))
+            try:
+                for batch in read_batches(f):
+                    pipe.feed(batch, now)
+                    progress.update(raw_position(f), pipe.counters.alerts)
+            except LogOpenError as e:
+                raise UsageError(f"{name}: {e}") from None
+            finally:
+                progress.close()
+    finally:
+        close_inputs(handles)
     pipe.finish()
     st = pipe.stats()
     st["seconds"] = round(time.perf_counter() - t0, 3)
@@ -159,54 +300,49 @@ def _run_files(args: argparse.Namespace, on_alert: Any, on_event: Any, rules: Li
     return st
 
 
-def _summary(st: Dict[str, Any], what: str) -> str:
+def summary_line(st: Dict[str, Any], alerts: bool = True) -> str:
+    """The one summary line on stderr; `events` has no rules, so no alert count."""
     return (
         f"auditimds: {st['files']} file(s), {st['lines']} lines, {st['events']} events "
-        f"({st['exec_events']} exec, {st['network_events']} network), {st['malformed_lines']} malformed lines, "
-        f"{st['alerts']} {what}, {st['seconds']:.2f} s"
+        f"({st['exec_events']} exec, {st['network_events']} network), {st['malformed_lines']} malformed lines"
+        + (f", {st['alerts']} alerts" if alerts else "")
+        + f", {st['seconds']:.2f} s"
     )
 
 
-def _has_node_prefix(path: str) -> bool:
-    """Whether the first 64 KB of a log hold `node=` records (an aggregated, multi-host log)."""
-    from .source.reader import LogOpenError, open_log
-
-    try:
-        with open_log(path) as f:
-            head = f.read(1 << 16)
-    except (LogOpenError, OSError, EOFError):
-        return False  # reported properly when the file is read
-    return head.startswith(b"node=") or b"\nnode=" in head
-
-
-def cmd_scan(args: argparse.Namespace) -> int:
+def cmd_scan(args: argparse.Namespace, out: TextIO) -> int:
     from .alerts.sinks import JsonLinesSink
 
-    # Aggregated logs (node= prefixes) come from hosts whose clocks differ: evaluate rules eagerly there, the
-    # skew-tolerant way the live agent does (the lazy first stage's window follows the newest clock of all).
-    lazy = not any(_has_node_prefix(f) for f in args.files)
-    rules = load_rule_set(args.rules, not args.no_builtin_rules, allow_none=True, lazy_first=lazy)
-    sink = JsonLinesSink(sys.stdout, flush=False)
-    st = _run_files(args, sink, None, rules)
-    sys.stdout.flush()
-    print(_summary(st, "alerts"), file=sys.stderr)
+    handles = open_inputs(args.files)
+    try:
+        # Aggregated logs (node= prefixes) come from hosts whose clocks differ: evaluate rules eagerly there,
+        # the skew-tolerant way the live agent does (the lazy first stage's window follows the newest clock).
+        aggregated, handles = sniff_node_prefixes(handles)
+        rules = load_rule_set(cli_rules(args.rules), not args.no_builtin_rules, allow_none=True,
+                              lazy_first=not aggregated)
+    except BaseException:
+        close_inputs(handles)
+        raise
+    sink = JsonLinesSink(out, flush=False)
+    st = _run_files(args, handles, sink, None, rules)
+    out.flush()
+    print(summary_line(st), file=sys.stderr)
     if args.stats_json:
         print(json.dumps(st), file=sys.stderr)
     return EXIT_OK
 
 
-def cmd_events(args: argparse.Namespace) -> int:
+def cmd_events(args: argparse.Namespace, out: TextIO) -> int:
     from .alerts.sinks import dumps
 
-    out = sys.stdout
     write = out.write
 
     def on_event(ev: Any) -> None:
         write(dumps(ev.to_document()) + "\n")
 
-    st = _run_files(args, None, on_event, [])
+    st = _run_files(args, open_inputs(args.files), None, on_event, [])
     out.flush()
-    print(_summary(st, "alerts"), file=sys.stderr)
+    print(summary_line(st, alerts=False), file=sys.stderr)
     return EXIT_OK
 
 
@@ -226,7 +362,7 @@ def _run_overrides(args: argparse.Namespace) -> Dict[str, Any]:
     return o
 
 
-def cmd_run(args: argparse.Namespace) -> int:
+def cmd_run(args: argparse.Namespace, out: TextIO) -> int:
     from .config import ConfigError, load_config
     from .daemon import DaemonError, run_daemon, run_stdin
 
@@ -241,7 +377,9 @@ def cmd_run(args: argparse.Namespace) -> int:
 
     def rules_for(c: Any) -> List[Any]:
         # eager first stages: the agent holds no window of unevaluated events (memory budget)
-        return load_rule_set(list(c.rule_paths) + extra_rules, c.builtin_rules, lazy_first=False)
+        sources = [("[rules] paths:", p) for p in c.rule_paths] + cli_rules(extra_rules)
+        return load_rule_set(sources, c.builtin_rules, lazy_first=False,
+                             none_given="no --rules given and no [rules] paths")
 
     def host_for(c: Any) -> "tuple[str, str]":
         return (c.host_id or machine_id(), c.host_name or socket.gethostname())
@@ -254,15 +392,16 @@ def cmd_run(args: argparse.Namespace) -> int:
         raise UsageError(str(e)) from None
 
 
-def cmd_check_config(args: argparse.Namespace) -> int:
+def cmd_check_config(args: argparse.Namespace, out: TextIO) -> int:
     from .config import ConfigError, describe, load_config
 
     try:
         cfg = load_config(args.file)
     except ConfigError as e:
         raise UsageError(str(e)) from None
-    load_rule_set(list(cfg.rule_paths), cfg.builtin_rules)
-    print("\n".join(describe(cfg)))
+    load_rule_set([("[rules] paths:", p) for p in cfg.rule_paths], cfg.builtin_rules,
+                  none_given="no [rules] paths given")
+    out.write("\n".join(describe(cfg)) + "\n")
     print(f"auditimds: {cfg.source}: configuration OK", file=sys.stderr)
     return EXIT_OK
 
@@ -277,20 +416,20 @@ def _config_for_ops(args: argparse.Namespace) -> Any:
     return cfg.with_overrides(input_path=getattr(args, "log", None), state_dir=getattr(args, "state_dir", None))
 
 
-def cmd_doctor(args: argparse.Namespace) -> int:
+def cmd_doctor(args: argparse.Namespace, out: TextIO) -> int:
     from .ops.doctor import doctor
 
-    return doctor(_config_for_ops(args), sys.stdout)
+    return doctor(_config_for_ops(args), out, log_from_option=args.log is not None)
 
 
-def cmd_status(args: argparse.Namespace) -> int:
+def cmd_status(args: argparse.Namespace, out: TextIO) -> int:
     from .ops.status import status
 
     cfg = _config_for_ops(args)
-    return status(Path(cfg.state_dir), sys.stdout, json_output=args.json)
+    return status(Path(cfg.state_dir), out, json_output=args.json)
 
 
-def cmd_notify_test(args: argparse.Namespace) -> int:
+def cmd_notify_test(args: argparse.Namespace, out: TextIO) -> int:
     from .alerts.notify import notify_test
 
     cfg = _config_for_ops(args)
@@ -299,16 +438,16 @@ def cmd_notify_test(args: argparse.Namespace) -> int:
     results = notify_test(cfg.notify)
     failed = 0
     for name, ok, reason in results:
-        print(f"{name}: {'ok' if ok else 'FAILED: ' + reason}")
+        out.write(f"{name}: {'ok' if ok else 'FAILED: ' + reason}\n")
         failed += not ok
     print(f"auditimds: {len(results) - failed} of {len(results)} channel(s) reached", file=sys.stderr)
     return 1 if failed else EXIT_OK
 
 
-def cmd_rules_check(args: argparse.Namespace) -> int:
+def cmd_rules_check(args: argparse.Namespace, out: TextIO) -> int:
     from .rules.check import check_rules
 
-    return check_rules(list(args.paths), sys.stdout)
+    return check_rules(list(args.paths), out, sys.stderr)
 
 
 # -- argument parsing ---------------------------------------------------------------------------------------
@@ -322,11 +461,13 @@ def build_parser() -> argparse.ArgumentParser:
 
     def common(sp: argparse.ArgumentParser) -> None:
         sp.add_argument("files", nargs="+", metavar="FILE",
-                        help="audit log(s), plain or .gz, read in the order given (e.g. audit.log.1 audit.log)")
+                        help="audit log(s), plain or .gz, read in the order given (e.g. audit.log.1 audit.log); "
+                             "- for standard input; pipes and FIFOs work too")
         sp.add_argument("--host-id", help="host.id for lines without node= (default: /etc/machine-id)")
         sp.add_argument("--host-name", help="host.name for lines without node= (default: this host's name)")
-        sp.add_argument("--reorder-ms", type=int, default=2000, metavar="MS",
+        sp.add_argument("--reorder-ms", type=non_negative_int, default=2000, metavar="MS",
                         help="hold events this long (log time) to evaluate them in timestamp order (default 2000)")
+        sp.add_argument("-v", "--verbose", dest="verbose_sub", action="store_true", help="debug messages on stderr")
 
     sc = sub.add_parser("scan", help="scan audit logs and print alerts as JSON lines")
     common(sc)
@@ -355,7 +496,7 @@ def build_parser() -> argparse.ArgumentParser:
     rn.add_argument("--no-stdout", action="store_true", help="do not write alerts to standard output")
     rn.add_argument("--host-id", help="host.id for lines without node= (default: /etc/machine-id)")
     rn.add_argument("--host-name", help="host.name for lines without node= (default: this host's name)")
-    rn.add_argument("-v", "--verbose", dest="verbose_run", action="store_true", help="debug messages on stderr")
+    rn.add_argument("-v", "--verbose", dest="verbose_sub", action="store_true", help="debug messages on stderr")
     rn.set_defaults(func=cmd_run)
 
     dr = sub.add_parser("doctor", help="check that detection can work on this host, with the fix for each problem")
@@ -386,15 +527,35 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
+class _Formatter(logging.Formatter):
+    """`auditimds: warning: ...`: the level in lower case, like the CLI's own messages."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        return f"auditimds: {record.levelname.lower()}: {record.getMessage()}" + (
+            "\n" + self.formatException(record.exc_info) if record.exc_info else "")
+
+
+def _setup_logging() -> None:
+    """As logging.basicConfig(level=WARNING), with our message format (nothing if logging is configured)."""
+    root = logging.getLogger()
+    if root.handlers:
+        return
+    handler = logging.StreamHandler()
+    handler.setFormatter(_Formatter())
+    root.addHandler(handler)
+    root.setLevel(logging.WARNING)
+
+
 def main(argv: Optional[Sequence[str]] = None) -> int:
     # Millions of short-lived small objects and few cycles: collect the youngest generation less often
     # (about 10 % of scan time with the default threshold of 700).
     gc.set_threshold(50_000, 20, 100)
-    logging.basicConfig(format="auditimds: %(levelname)s: %(message)s", level=logging.WARNING)
+    _setup_logging()
     parser = build_parser()
+    out = GuardedOutput(sys.stdout)
     try:
         args = parser.parse_args(argv)
-        if getattr(args, "verbose_run", False):
+        if getattr(args, "verbose_sub", False):
             args.verbose = True
         if args.verbose:
             logging.getLogger("auditimds").setLevel(logging.DEBUG)
@@ -403,16 +564,19 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
                 raise UsageError("a rules command is required: check (see 'auditimds rules --help')")
             raise UsageError("a command is required: run, scan, events, doctor, status, notify-test, rules, "
                              "check-config (see 'auditimds --help')")
-        return int(args.func(args))
+        rc = int(args.func(args, out))
+        out.flush()
+        return rc
     except UsageError as e:
         print(f"auditimds: error: {e}", file=sys.stderr)
         return EXIT_USAGE
+    except OutputError as e:
+        print(f"auditimds: error: {e}", file=sys.stderr)
+        _discard_stdout()
+        return EXIT_OUTPUT
     except BrokenPipeError:
         # `auditimds scan ... | head`: the reader went away; not an error of ours.
-        try:
-            sys.stdout = open(os.devnull, "w")  # noqa: SIM115
-        except OSError:
-            pass
+        _discard_stdout()
         return EXIT_OK
     except KeyboardInterrupt:
         print("auditimds: interrupted", file=sys.stderr)

@@ -163,3 +163,185 @@ def test_scan_of_an_aggregated_log_with_skewed_clocks(tmp_path):
     r = cli("scan", str(tmp_path / "agg.log"))
     assert r.returncode == 0, r.stderr
     assert sorted(json.loads(ln)["host"]["id"] for ln in r.stdout.splitlines()) == ["web1", "web1", "web2"]
+
+
+# -- input from pipes, FIFOs and standard input -------------------------------------------------------------
+
+
+def cli_stdin(data: bytes, *args: str) -> subprocess.CompletedProcess:
+    """The command with `data` written into a real pipe on its standard input."""
+    env = dict(os.environ, PYTHONPATH=str(REPO))
+    return subprocess.run([sys.executable, "-m", "auditimds", *args], input=data, capture_output=True,
+                          cwd=REPO, env=env, timeout=120)
+
+
+def test_scan_and_events_read_standard_input_plain_or_gzip():
+    for data in (FIXTURE.read_bytes(), gzip.compress(FIXTURE.read_bytes())):
+        for name in ("-", "/dev/stdin"):
+            r = cli_stdin(data, "scan", "--host-id", "h", name)
+            assert r.returncode == 0, r.stderr
+            (alert,) = [json.loads(ln) for ln in r.stdout.splitlines()]
+            assert alert["host"]["id"] == "h" and b"38 lines" in r.stderr
+        r = cli_stdin(data, "events", "-")
+        assert r.returncode == 0, r.stderr
+        assert len(r.stdout.splitlines()) == 4
+    # the standard input once, between files
+    r = cli_stdin(FIXTURE.read_bytes(), "scan", str(FIXTURE), "-")
+    assert r.returncode == 0 and b"2 file(s)" in r.stderr and b"76 lines" in r.stderr, r.stderr
+    r = cli_stdin(b"", "scan", "-", "-")
+    assert r.returncode == 2 and r.stderr.decode().startswith("auditimds: error: - (standard input)")
+
+
+def test_scan_reads_a_fifo(tmp_path):
+    import threading
+
+    for data in (FIXTURE.read_bytes(), gzip.compress(FIXTURE.read_bytes())):
+        fifo = tmp_path / "audit.fifo"
+        if fifo.exists():
+            fifo.unlink()
+        os.mkfifo(fifo)
+
+        def feed(path=fifo, data=data):
+            with open(path, "wb") as w:
+                w.write(data)
+
+        t = threading.Thread(target=feed, daemon=True)
+        t.start()
+        r = cli("scan", str(fifo))
+        t.join(10)
+        assert r.returncode == 0, r.stderr
+        assert len(r.stdout.splitlines()) == 1 and "38 lines" in r.stderr
+
+
+def test_scan_of_an_aggregated_log_from_a_pipe(tmp_path):
+    """node= detection reads the start of the input; on a pipe those bytes are put back, nothing is lost."""
+    web2 = b"\n".join(b"node=web2 " + ln for ln in FIXTURE.read_bytes().splitlines()) + b"\n"
+    r = cli_stdin(gzip.compress(web2), "scan", "-")
+    assert r.returncode == 0, r.stderr
+    assert [json.loads(ln)["host"]["id"] for ln in r.stdout.splitlines()] == ["web2"]
+    assert b"38 lines" in r.stderr
+
+
+# -- output errors: one line, or quiet for a closed pipe ----------------------------------------------------
+
+
+def test_output_write_error_is_one_line(tmp_path):
+    env = dict(os.environ, PYTHONPATH=str(REPO))
+    for args in (["scan", str(FIXTURE)], ["events", str(FIXTURE)],
+                 ["check-config", str(REPO / "config" / "auditimds.toml")]):
+        with open("/dev/full", "w") as full:
+            r = subprocess.run([sys.executable, "-m", "auditimds", *args], stdout=full, stderr=subprocess.PIPE,
+                               text=True, cwd=REPO, env=env, timeout=120)
+        assert r.returncode not in (0, 2), (args, r.stderr)
+        assert r.stderr.splitlines() == ["auditimds: error: cannot write output: No space left on device"], args
+
+
+def _closed_pipe(argv: list, read_first: bool) -> subprocess.CompletedProcess:
+    env = dict(os.environ, PYTHONPATH=str(REPO))
+    p = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, cwd=REPO, env=env)
+    assert p.stdout is not None and p.stderr is not None
+    if read_first:
+        p.stdout.readline()  # `| head -1`
+    p.stdout.close()
+    err = p.stderr.read().decode()
+    rc = p.wait(timeout=300)
+    return subprocess.CompletedProcess(argv, rc, "", err)
+
+
+def test_closed_output_pipe_exits_quietly():
+    from tests.conftest import shared_path
+
+    big = str(shared_path("corpus", "real", "host-a.log.gz"))
+    main_c = "import sys; from auditimds.cli import main; sys.exit(main(sys.argv[1:]))"  # no os._exit at the end
+    for argv, read_first in (
+        ([sys.executable, "-m", "auditimds", "events", str(FIXTURE)], False),
+        ([sys.executable, "-m", "auditimds", "scan", str(FIXTURE)], False),
+        ([sys.executable, "-m", "auditimds", "events", big], True),
+        ([sys.executable, "-c", main_c, "events", big], True),
+        ([sys.executable, "-c", main_c, "scan", str(FIXTURE)], False),
+    ):
+        r = _closed_pipe(argv, read_first)
+        assert r.returncode == 0, (argv, r.stderr)
+        assert "Traceback" not in r.stderr and "Exception ignored" not in r.stderr and "Error" not in r.stderr, \
+            (argv, r.stderr)
+
+
+# -- rule paths -----------------------------------------------------------------------------------------------
+
+
+def test_rules_dir_without_rule_files_warns_once(tmp_path):
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    (empty / "README.md").write_text("no rules here")
+    r = cli("scan", "--rules", str(empty), "--rules", str(empty) + "/", str(FIXTURE))
+    assert r.returncode == 0, r.stderr
+    assert len(r.stdout.splitlines()) == 1  # the built-in rule still runs
+    warnings = [ln for ln in r.stderr.splitlines() if "warning" in ln]
+    assert warnings == [f"auditimds: warning: --rules {empty}: no *.toml rule files in this directory"]
+    # without built-in rules: the error says why, and does not claim that no --rules was given
+    r = cli("scan", "--no-builtin-rules", "--rules", str(empty), str(FIXTURE))
+    one_line_error(r, "no rules loaded")
+    assert f"--rules {empty}" in r.stderr and "no --rules given" not in r.stderr
+
+
+def test_same_rules_path_twice_is_loaded_once():
+    r = cli("scan", "--rules", "hardened", "--rules", "hardened", "--rules", "config/rules/hardened/",
+            "--rules", "config/rules", str(FIXTURE))
+    assert r.returncode == 0, r.stderr
+    assert "replace" not in r.stderr and "warning" not in r.stderr, r.stderr
+    assert r.stderr.count("\n") == 1
+
+
+# -- options and messages -------------------------------------------------------------------------------------
+
+
+def test_negative_reorder_ms_is_refused():
+    one_line_error(cli("scan", "--reorder-ms", "-5", str(FIXTURE)), "--reorder-ms")
+    one_line_error(cli("events", "--reorder-ms", "x", str(FIXTURE)), "--reorder-ms")
+    assert cli("scan", "--reorder-ms", "0", str(FIXTURE)).returncode == 0
+
+
+def test_verbose_on_scan_and_events():
+    for cmd in ("scan", "events"):
+        for flag in ("-v", "--verbose"):
+            r = cli(cmd, flag, str(FIXTURE))
+            assert r.returncode == 0, r.stderr
+    assert cli("-v", "scan", str(FIXTURE)).returncode == 0
+
+
+def test_events_summary_has_no_alert_count():
+    r = cli("events", str(FIXTURE))
+    assert r.returncode == 0
+    (summary,) = r.stderr.splitlines()
+    assert "alert" not in summary and "7 events" in summary
+
+
+def test_warnings_from_the_rule_loader_use_the_cli_prefix(tmp_path):
+    text = SEED.read_text().replace('name = "Unusual Instance Metadata Service (IMDS) API Request"',
+                                    'name = "Local copy"')
+    (tmp_path / "copy.toml").write_text(text)
+    r = cli("scan", "--rules", str(tmp_path), str(FIXTURE))
+    assert r.returncode == 0, r.stderr
+    (warning,) = [ln for ln in r.stderr.splitlines() if "replaces" in ln]
+    assert warning.startswith("auditimds: warning: rule "), warning
+    r = cli("scan", "--no-builtin-rules", str(FIXTURE))
+    assert r.stderr.splitlines()[0] == "auditimds: warning: no rules: counting events only"
+
+
+def test_rules_check_accepts_shipped_pack_names(tmp_path):
+    r = cli("rules", "check", "hardened", cwd=tmp_path)
+    assert r.returncode == 0, r.stdout + r.stderr
+    assert r.stdout.count(": loaded: ") == 4
+    one_line_error(cli("rules", "check", "nosuchpack", cwd=tmp_path), "nosuchpack: no such file or directory")
+
+
+def test_doctor_knows_when_the_log_came_from_log_option(monkeypatch):
+    import auditimds.ops.doctor as doctor_mod
+    from auditimds.cli import main
+
+    seen = []
+    monkeypatch.setattr(doctor_mod, "doctor", lambda cfg, out, **kw: seen.append((cfg.input_path, kw)) or 0)
+    assert main(["doctor", "--config", str(REPO / "config" / "auditimds.toml"), "--log", "/x/audit.log"]) == 0
+    assert main(["doctor", "--config", str(REPO / "config" / "auditimds.toml")]) == 0
+    assert seen[0] == ("/x/audit.log", {"log_from_option": True})
+    assert seen[1][1] == {"log_from_option": False}

@@ -2,12 +2,13 @@
 
     OK    auditd is running (pid 612)
     FAIL  audit rules: no rule logs connect (b64) ...
-          fix: cp /usr/share/auditimds/audit/auditimds.rules /etc/audit/rules.d/ && augenrules --load
+          fix: augenrules --load   (or: auditctl -R /etc/audit/rules.d/auditimds.rules)
 
 Checks: auditd runs and the kernel's audit is enabled (`auditctl -s`), the rules the detector needs are loaded
 (`auditctl -l`, in auditctl's normalised output form), the kernel's lost-event counter and backlog, auditd.conf
 (write_logs, log_file, log_format), the log is readable by the service user (`auditimds` if it exists, else the
-current user), the state dir is usable, and whether notifications are configured.  Exit code 0 only when no
+current user), the state dir is usable, and whether notifications are configured and each URL is one apprise can
+use (printed with its secrets masked).  Exit code 0 only when no
 finding is FAIL, i.e. when detection can work; a check that cannot be made (not root) is a WARN.
 
 Every outside access is injectable (`run` for commands, paths, user lookup) so that tests can play any host.
@@ -26,6 +27,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Dict, Iterable, List, Optional, Sequence, TextIO, Tuple
 
+from ..alerts.notify_config import mask_secrets
+from ..config import DEFAULT_CONFIG_PATH
+
 if sys.version_info >= (3, 11):
     import tomllib
 else:  # pragma: no cover - Python < 3.11
@@ -39,11 +43,12 @@ AUDITD_CONF = Path("/etc/audit/auditd.conf")
 RULES_D = Path("/etc/audit/rules.d")
 PLUGIN_CONF = Path("/etc/audit/plugins.d/auditimds.conf")
 RECOMMENDED_BACKLOG = 8192
-# Where the rules file may be found, first existing wins (installed .deb, then a source checkout).
-RULES_CANDIDATES = (
-    Path("/etc/audit/rules.d/auditimds.rules"),
+# The shipped audit rules file to copy into rules.d, first existing wins: the .deb's copy
+# (packaging/deb/build.sh), then a source checkout.
+SOURCE_RULES = Path("packaging") / "audit" / "auditimds.rules"
+RULES_SOURCES = (
     Path("/usr/share/auditimds/audit/auditimds.rules"),
-    Path(__file__).resolve().parent.parent.parent / "packaging" / "audit" / "auditimds.rules",
+    Path(__file__).resolve().parent.parent.parent / SOURCE_RULES,
 )
 AF_INET, AF_INET6 = 2, 10
 SYS_CONNECT = 3
@@ -274,8 +279,9 @@ def check_rules(rules: List[AuditRule], rules_fix: str) -> List[Finding]:
     return out
 
 
-def _rules_file() -> Optional[Path]:
-    for p in RULES_CANDIDATES:
+def rules_source(candidates: Sequence[Path] = RULES_SOURCES) -> Optional[Path]:
+    """The shipped rules file to install (the first that exists), or None (a pip install outside a checkout)."""
+    for p in candidates:
         try:
             if p.is_file():
                 return p
@@ -284,13 +290,58 @@ def _rules_file() -> Optional[Path]:
     return None
 
 
-def _rules_fix(rules_file: Optional[Path]) -> str:
-    if rules_file is None:
-        return ("install the audit rules (packaging/audit/auditimds.rules of the source) as "
-                "/etc/audit/rules.d/auditimds.rules, then: augenrules --load")
-    if rules_file.parent == RULES_D:
-        return f"augenrules --load   (or: auditctl -R {rules_file})"
-    return f"cp {rules_file} {RULES_D}/auditimds.rules && augenrules --load"
+def install_rules_fix(source: Optional[Path], rules_d: Path) -> str:
+    """How to persist the rules: copy the shipped file, named by its full path, into rules.d, and load it."""
+    if source is None:
+        return (f"cp {SOURCE_RULES} {rules_d}/auditimds.rules && augenrules --load   (run in a checkout of the "
+                "auditimds source: the installed package has no copy of the file)")
+    return f"cp {source} {rules_d}/auditimds.rules && augenrules --load"
+
+
+def persisted_rules(rules_d: Path) -> Optional[Path]:
+    """The file in `rules_d` that holds the auditimds rules, or None.  Raises OSError when it cannot be read."""
+    for p in sorted(rules_d.glob("*.rules")):
+        if "auditimds_exec" in p.read_text(errors="replace"):
+            return p
+    return None
+
+
+def _load_rules_fix(persisted: Optional[Path], install_fix: str) -> str:
+    if persisted is not None:
+        return f"augenrules --load   (or: auditctl -R {persisted})"
+    return install_fix
+
+
+def apprise_url_problem(url: str) -> Optional[str]:
+    """Why apprise cannot use `url` (None when it can), without secrets: apprise's own messages quote tokens,
+    so its logger is silenced meanwhile."""
+    import logging
+
+    try:
+        import apprise  # type: ignore[import-untyped]
+    except ImportError:
+        return "apprise is not installed"
+    logger = logging.getLogger("apprise")
+    was_disabled = logger.disabled
+    logger.disabled = True
+    try:
+        plugin = apprise.Apprise.instantiate(url)
+    except Exception:  # noqa: BLE001 - a plugin's parser failing is an unusable URL too
+        plugin = None
+    finally:
+        logger.disabled = was_disabled
+    if plugin is not None:
+        return None
+    scheme = _scheme(url)
+    try:
+        from apprise.manager_plugins import NotificationManager  # type: ignore[import-untyped]
+
+        known = scheme in NotificationManager()
+    except (ImportError, TypeError):  # pragma: no cover - another apprise layout
+        known = True
+    if not known:
+        return f"unknown scheme {scheme!r}" if scheme != "?" else "not a URL (scheme://...)"
+    return "apprise cannot parse it (a missing or malformed token, host or address)"
 
 
 def _mode_allows(st: os.stat_result, user: UserInfo, want: int) -> bool:
@@ -421,11 +472,21 @@ def run_checks(
     current: Callable[[], UserInfo] = current_user,
     stat_fn: Callable[[str], os.stat_result] = os.stat,
     proc_root: Path = Path("/proc"),
-    rules_file: Optional[Path] = None,
+    rules_sources: Sequence[Path] = RULES_SOURCES,
+    url_problem: Callable[[str], Optional[str]] = apprise_url_problem,
+    log_from_option: bool = False,
 ) -> List[Finding]:
+    """All findings.  `log_from_option`: the log path was given with --log, not read from the configuration
+    (so a fix changes that option, not the file)."""
     findings: List[Finding] = []
     add = findings.append
-    rules_fix = _rules_fix(rules_file if rules_file is not None else _rules_file())
+    install_fix = install_rules_fix(rules_source(rules_sources), rules_d)
+    try:
+        persisted: Optional[Path] = persisted_rules(rules_d)
+        readable = True
+    except OSError:
+        persisted, readable = None, False
+    rules_fix = _load_rules_fix(persisted, install_fix)
 
     # 1. auditd and the kernel's audit state
     rc, text = _call(run, ["auditctl", "-s"])
@@ -493,14 +554,9 @@ def run_checks(
                         "run `auditimds doctor` as root"))
         else:
             findings.extend(check_rules(parse_auditctl_rules(text), rules_fix))
-    try:
-        persisted = any("auditimds_exec" in p.read_text(errors="replace") for p in sorted(rules_d.glob("*.rules")))
-    except OSError:
-        persisted = None
-    if persisted is False:
+    if readable and persisted is None:
         add(Finding(WARN, "audit rules", f"no file in {rules_d} holds the auditimds rules: they are gone after "
-                    "a reboot or an `augenrules --load`", rules_fix if "cp " in rules_fix else
-                    f"cp auditimds.rules {rules_d}/ && augenrules --load"))
+                    "a reboot or an `augenrules --load`", install_fix))
 
     # 3. auditd.conf: where and how the log is written
     conf: Optional[Dict[str, str]] = None
@@ -534,7 +590,7 @@ def run_checks(
             add(Finding(OK, "auditd.conf", f"write_logs = yes, log_file = {log_file}"))
             if log_file != cfg.input_path and not plugin:
                 add(Finding(WARN, "auditd.conf", f"auditd writes {log_file} but auditimds follows "
-                            f"{cfg.input_path}", f'set [input] path = "{log_file}" in {cfg.source}'))
+                            f"{cfg.input_path}", _log_path_fix(cfg, log_file, log_from_option)))
         if fmt in ("RAW", "ENRICHED"):
             add(Finding(OK, "log format", f"log_format = {fmt} (both are understood)"))
         else:
@@ -557,8 +613,9 @@ def run_checks(
     except FileNotFoundError:
         st = None
         if needs_log:
+            auditd_log = conf.get("log_file", "/var/log/audit/audit.log") if conf is not None else None
             add(Finding(FAIL if kernel_ok else WARN, "audit log", f"{log_path} does not exist",
-                        "start auditd (systemctl start auditd), or set [input] path to auditd's log_file"))
+                        _missing_log_fix(cfg, str(log_path), auditd_log, log_from_option)))
     except PermissionError:
         st = None
         add(Finding(WARN, "audit log", f"cannot see {log_path} from this user", "run `auditimds doctor` as root"))
@@ -617,6 +674,12 @@ def run_checks(
         if apprise_file:
             parts.append(f"apprise config {apprise_file}")
         add(Finding(OK, "notifications", "configured: " + ", ".join(parts)))
+        for url in urls:
+            problem = url_problem(str(url))
+            if problem is not None:
+                add(Finding(WARN, "notifications", f"URL {mask_secrets(str(url))}: {problem}: nothing is sent to it",
+                            f"correct it in [notify] urls of {_config_file(cfg)} (apprise's URL formats: "
+                            "https://github.com/caronc/apprise/wiki), then: auditimds notify-test"))
         if apprise_file and not Path(str(apprise_file)).is_file():
             add(Finding(WARN, "notifications", f"apprise config {apprise_file} not found",
                         f"create it, or remove [notify] config from {cfg.source}"))
@@ -626,11 +689,34 @@ def run_checks(
     return findings
 
 
+def _config_file(cfg: Any) -> str:
+    """The configuration file to edit: the one read, else the default one."""
+    source = str(getattr(cfg, "source", "") or "")
+    return source if source and not source.startswith("<") else DEFAULT_CONFIG_PATH
+
+
+def _log_path_fix(cfg: Any, log_file: str, log_from_option: bool) -> str:
+    if log_from_option:
+        return f"use --log {log_file}   (the path was given with --log, not read from the configuration)"
+    return f'set [input] path = "{log_file}" in {_config_file(cfg)}'
+
+
+def _missing_log_fix(cfg: Any, log_path: str, auditd_log: Optional[str], log_from_option: bool) -> str:
+    fix = "start auditd (systemctl start auditd)"
+    if auditd_log == log_path:
+        return fix
+    if auditd_log:
+        return f"{fix}, or {_log_path_fix(cfg, auditd_log, log_from_option)}"
+    if log_from_option:
+        return f"{fix}, or give auditd's log_file with --log"
+    return f"{fix}, or set [input] path to auditd's log_file in {_config_file(cfg)}"
+
+
 def doctor(cfg: Any, out: TextIO, *, run: Runner = subprocess.run, **kwargs: Any) -> int:
     """Print every finding on `out`; 0 when detection can work (no FAIL), 1 otherwise.
 
     `kwargs` go to `run_checks` (auditd_conf, rules_d, plugin_conf, service_user, user_lookup, current,
-    stat_fn, proc_root, rules_file)."""
+    stat_fn, proc_root, rules_sources, url_problem, log_from_option)."""
     findings = run_checks(cfg, run=run, **kwargs)
     for f in findings:
         for line in f.lines():

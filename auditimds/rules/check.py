@@ -1,9 +1,15 @@
 """`auditimds rules check PATH...`: which detection-rules TOML files load, and which are meaningful here.
 
-For each rule file (a directory means every ``*.toml`` in it, sorted, as for ``--rules``) one line:
+For each rule file (a directory means every ``*.toml`` in it, sorted, as for ``--rules``; a shipped pack can
+be named, e.g. ``hardened``; a file reached twice is checked once) one line:
 
     <path>: loaded: <rule name> (<rule_id>)
     <path>: refused: <one-line reason>
+
+A query's syntax error gives its line and column in the file (and in the query).  Two files defining the same
+``rule_id`` are flagged under the later one (loaded together, the later would replace the earlier):
+
+    duplicate rule_id: also defined in <earlier path>
 
 and, under a loaded rule, what auditd-derived events can never give it (see :mod:`auditimds.ecs.fields`):
 
@@ -14,17 +20,18 @@ and, under a loaded rule, what auditd-derived events can never give it (see :mod
 A rule with none of these notes only uses what the normalizer supplies (whether a field is present on a given
 event still depends on the audit rules and on what the log holds; see docs/design.md).
 
-Exit code: 0 if every file loaded, 1 if any was refused, 2 on bad usage (no path, a missing path, a directory
-without rule files).
+Exit code: 0 if every file loaded, 1 if any was refused or a rule_id is defined twice, 2 on bad usage (no path,
+a missing path, a directory without rule files: `auditimds: error: ...` lines on `err`).
 """
 
 from __future__ import annotations
 
 import re
 from pathlib import Path
-from typing import Iterator, List, TextIO, Tuple, Union
+from typing import Dict, Iterator, List, Optional, Set, TextIO, Tuple, Union
 
 from ..ecs import fields as ecs_fields
+from .builtin import missing_rule_path_message, resolve_rule_path
 from .eql_compile import wildcard_matcher
 from .eql_parser import (
     And,
@@ -44,25 +51,29 @@ from .eql_parser import (
     iter_fields,
 )
 from .loader import RuleLoadError, load_rule
+from .loader import rule_files as files_of
 
 __all__ = ["check_rules", "rule_notes", "rule_files"]
 
 
 def rule_files(paths: List[str]) -> Tuple[List[Path], List[str]]:
-    """(rule files in order, usage errors)."""
+    """(rule files in order, each once; usage errors).  A name that is no path may be a shipped pack."""
     files: List[Path] = []
     errors: List[str] = []
+    seen: Set[Path] = set()
     for raw in paths:
-        p = Path(raw)
-        if p.is_dir():
-            found = sorted(x for x in p.glob("*.toml") if x.is_file())
-            if not found:
-                errors.append(f"{raw}: no *.toml rule files in this directory")
-            files.extend(found)
-        elif p.exists():
-            files.append(p)
-        else:
-            errors.append(f"{raw}: no such file or directory")
+        p = resolve_rule_path(raw)
+        if p is None:
+            errors.append(missing_rule_path_message(raw))
+            continue
+        found = files_of(p)
+        if p.is_dir() and not found:
+            errors.append(f"{raw}: no *.toml rule files in this directory")
+        for f in found:
+            key = f.resolve()
+            if key not in seen:
+                seen.add(key)
+                files.append(f)
     return files, errors
 
 
@@ -134,26 +145,33 @@ def rule_notes(query: Query) -> List[str]:
     return notes
 
 
-def check_rules(paths: List[str], out: TextIO) -> int:
-    """Check rule files; write one report line per file (plus notes) to `out`.  Returns the exit code."""
+def check_rules(paths: List[str], out: TextIO, err: Optional[TextIO] = None) -> int:
+    """Check rule files; write one report line per file (plus notes) to `out`, usage errors as
+    `auditimds: error: ...` lines to `err` (default `out`).  Returns the exit code."""
+    err = out if err is None else err
     if not paths:
-        out.write("auditimds rules check: no rule file or directory given\n")
+        err.write("auditimds: error: rules check: no rule file or directory given\n")
         return 2
     files, errors = rule_files(paths)
     if errors:
         for e in errors:
-            out.write(f"auditimds rules check: {e}\n")
+            err.write(f"auditimds: error: {e}\n")
         return 2
-    refused = 0
+    problems = 0
+    first_with_id: Dict[str, Path] = {}
     for f in files:
         try:
             rule = load_rule(f)
         except RuleLoadError as exc:
-            refused += 1
+            problems += 1
             out.write(f"{f}: refused: {exc.reason}\n")
             continue
         out.write(f"{f}: loaded: {rule.name} ({rule.rule_id})\n")
+        earlier = first_with_id.setdefault(rule.rule_id, f)
+        if earlier != f:
+            problems += 1
+            out.write(f"    duplicate rule_id: also defined in {earlier}\n")
         assert rule.parsed is not None
         for note in rule_notes(rule.parsed):
             out.write(f"    {note}\n")
-    return 1 if refused else 0
+    return 1 if problems else 0

@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import logging
+import re
 import sys
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Dict, List, Tuple, Union
+from typing import Any, Dict, List, Optional, Tuple, Union
 
 from .eql_compile import compile_query
 from .eql_parser import EqlSyntaxError, Query, parse_query
@@ -18,7 +19,7 @@ if sys.version_info >= (3, 11):
 else:  # pragma: no cover - exercised on 3.9/3.10 only
     import tomli as tomllib
 
-__all__ = ["Rule", "RuleLoadError", "load_rule", "load_rules"]
+__all__ = ["Rule", "RuleLoadError", "load_rule", "load_rules", "query_error_reason", "rule_files"]
 
 log = logging.getLogger("auditimds")
 
@@ -71,7 +72,8 @@ def load_rule(path: Union[str, Path], lazy_first: bool = True) -> Rule:
     except OSError as exc:
         raise RuleLoadError(path, f"cannot read file: {exc.strerror or exc}") from None
     try:
-        doc = tomllib.loads(raw.decode("utf-8"))
+        text = raw.decode("utf-8")
+        doc = tomllib.loads(text)
     except UnicodeDecodeError:
         raise RuleLoadError(path, "not a TOML file: not valid UTF-8") from None
     except tomllib.TOMLDecodeError as exc:
@@ -96,7 +98,7 @@ def load_rule(path: Union[str, Path], lazy_first: bool = True) -> Rule:
         parsed = parse_query(query)
         compiled = compile_query(parsed, lazy_first=lazy_first)
     except EqlSyntaxError as exc:
-        raise RuleLoadError(path, f"invalid query: {exc}") from None
+        raise RuleLoadError(path, f"invalid query: {query_error_reason(text, query, exc)}") from None
     nt_fields: List[str] = []
     window_ms: int | None = None
     if rtype == "new_terms":
@@ -126,6 +128,46 @@ def load_rule(path: Union[str, Path], lazy_first: bool = True) -> Rule:
         new_terms_fields=nt_fields,
         history_window_ms=window_ms,
     )
+
+
+_QUERY_KEY = re.compile(r"^[ \t]*query[ \t]*=[ \t]*('{3}|\"{3}|'|\")", re.MULTILINE)
+
+
+def query_offset(text: str, query: str) -> Optional[int]:
+    """Where the value of `query` starts in `text` (a rule file, newlines normalised to LF), or None when the
+    file does not hold it character for character (a basic string with escapes, a dotted key...)."""
+    for m in _QUERY_KEY.finditer(text):
+        delim = m.group(1)
+        start = m.end()
+        if len(delim) == 3 and text.startswith("\n", start):  # TOML trims a newline right after '''
+            start += 1
+        if text.startswith(query, start) and text.startswith(delim, start + len(query)):
+            return start
+    return None
+
+
+def _line_col(text: str, offset: int) -> Tuple[int, int]:
+    line_start = text.rfind("\n", 0, offset) + 1
+    return text.count("\n", 0, offset) + 1, offset - line_start + 1
+
+
+def query_error_reason(text: str, query: str, exc: EqlSyntaxError) -> str:
+    """The syntax error with its position in the rule file, and in the query (line and column are 1-based);
+    the query-relative position only when the file position cannot be determined."""
+    start = query_offset(text.replace("\r\n", "\n"), query)
+    qlines = query.split("\n")
+    if start is None or not 1 <= exc.line <= len(qlines) or exc.col < 1:
+        return str(exc)
+    offset = sum(len(ln) + 1 for ln in qlines[: exc.line - 1]) + exc.col - 1
+    line, col = _line_col(text.replace("\r\n", "\n"), start + offset)
+    return f"line {line}, column {col} of the file (line {exc.line}, column {exc.col} of the query): {exc.msg}"
+
+
+def rule_files(path: Path) -> List[Path]:
+    """The rule files a path stands for: a file itself, a directory's ``*.toml`` files (sorted, not recursive)."""
+    if path.is_dir():
+        return sorted(x for x in path.glob("*.toml") if x.is_file())
+    return [path] if path.exists() else []
 
 
 def _new_terms_options(path: Path, nt: Any) -> Tuple[List[str], int]:
@@ -175,10 +217,8 @@ def load_rules(paths: List[Union[str, Path]], lazy_first: bool = True) -> Tuple[
     errors: List[RuleLoadError] = []
     for p in paths:
         p = Path(p)
-        if p.is_dir():
-            files.extend(sorted(x for x in p.glob("*.toml") if x.is_file()))
-        elif p.exists():
-            files.append(p)
+        if p.exists():
+            files.extend(rule_files(p))
         else:
             errors.append(RuleLoadError(p, "no such file or directory"))
     by_id: Dict[str, Rule] = {}

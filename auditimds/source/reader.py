@@ -1,5 +1,8 @@
 """Read audit logs (plain or gzip) as batches of complete lines, in bounded memory.
 
+Any readable file works, seekable or not: a regular file, `-` (standard input), a FIFO, `/dev/stdin`, a
+process substitution.  Gzip is recognised by its magic bytes, peeked at without seeking.
+
 A batch is the list of lines in one read of `chunk_size` bytes; a line cut by the chunk boundary is kept
 and completed by the next read.  At end of file a final line without newline is returned too (a finished
 log, e.g. one copied off a host, may lack it); the live tailer (source/tail.py) never does that.
@@ -10,20 +13,102 @@ from __future__ import annotations
 import gzip
 import io
 import os
-from typing import BinaryIO, Iterator, List
+import sys
+from typing import BinaryIO, Iterator, List, Optional, Tuple
 
 GZIP_MAGIC = b"\x1f\x8b"
 DEFAULT_CHUNK = 1 << 20
+STDIN = "-"
 
 
 class LogOpenError(Exception):
     """A log file cannot be opened or read; the message is meant for the user."""
 
 
-def open_log(path: str) -> BinaryIO:
-    """Open `path` for reading, transparently decompressing gzip (by magic bytes, not by name)."""
+class _Prepended(io.RawIOBase):
+    """A raw stream that gives `head`, then the rest of `rest`: puts back bytes read from a non-seekable stream."""
+
+    def __init__(self, head: bytes, rest: BinaryIO) -> None:
+        super().__init__()
+        self._head = head
+        self._rest = rest
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, b: "bytearray | memoryview") -> int:  # type: ignore[override]
+        if self._head:
+            n = min(len(b), len(self._head))
+            b[:n] = self._head[:n]
+            self._head = self._head[n:]
+            return n
+        read1 = getattr(self._rest, "read1", self._rest.read)
+        data = read1(len(b))
+        b[: len(data)] = data
+        return len(data)
+
+    def fileno(self) -> int:
+        return self._rest.fileno()
+
+    def close(self) -> None:
+        try:
+            self._rest.close()
+        finally:
+            super().close()
+
+
+def _is_seekable(f: BinaryIO) -> bool:
+    raw = getattr(f, "fileobj", f)  # a GzipFile says it is seekable even over a pipe: ask its file
     try:
-        f = open(path, "rb")  # noqa: SIM115 - returned to the caller
+        return bool(raw.seekable())
+    except (OSError, ValueError, AttributeError):
+        return False
+
+
+def sniff(f: BinaryIO, n: int) -> Tuple[bytes, BinaryIO]:
+    """The first `n` bytes of `f` (fewer at end of file) and a stream that still starts with them.
+
+    A buffered reader is peeked at; a pipe that delivers fewer bytes than asked is read and the bytes put back."""
+    peek = getattr(f, "peek", None)
+    if peek is not None:
+        head = peek(n)[:n]
+        if len(head) >= n or not head:
+            return head, f
+    head = _read_upto(f, n)
+    return head, io.BufferedReader(_Prepended(head, f))
+
+
+def _read_upto(f: BinaryIO, n: int) -> bytes:
+    """`n` bytes, fewer only at end of file (a pipe or a GzipFile may give less than asked per read)."""
+    head = b""
+    while len(head) < n:
+        chunk = f.read(n - len(head))
+        if not chunk:
+            break
+        head += chunk
+    return head
+
+
+def read_head(f: BinaryIO, n: int) -> Tuple[bytes, BinaryIO]:
+    """Up to `n` bytes from the start of `f` and a stream to read it all from (for seekable files `f` itself,
+    rewound; otherwise the bytes are put back in front of the rest).  Raises LogOpenError on a read error."""
+    try:
+        if _is_seekable(f):
+            pos = f.tell()
+            head = f.read(n)
+            f.seek(pos)
+            return head, f
+        head = _read_upto(f, n)
+    except (OSError, EOFError, gzip.BadGzipFile) as e:
+        raise LogOpenError(f"read error: {e}") from None
+    return head, io.BufferedReader(_Prepended(head, f))
+
+
+def _open_raw(path: str, stdin: Optional[BinaryIO]) -> BinaryIO:
+    if path == STDIN:
+        return stdin if stdin is not None else sys.stdin.buffer
+    try:
+        return open(path, "rb")  # noqa: SIM115 - returned to the caller
     except FileNotFoundError:
         raise LogOpenError(f"{path}: no such file") from None
     except IsADirectoryError:
@@ -35,12 +120,19 @@ def open_log(path: str) -> BinaryIO:
         ) from None
     except OSError as e:
         raise LogOpenError(f"{path}: {e.strerror or e}") from None
+
+
+def open_log(path: str, stdin: Optional[BinaryIO] = None) -> BinaryIO:
+    """Open `path` for reading, transparently decompressing gzip (by magic bytes, not by name).
+
+    `-` is standard input (`stdin`, default sys.stdin's binary buffer).  Nothing is seeked: pipes, FIFOs,
+    /dev/stdin and process substitutions work like regular files."""
+    f = _open_raw(path, stdin)
     try:
-        magic = f.read(2)
-        f.seek(0)
-    except OSError as e:
+        magic, f = sniff(f, len(GZIP_MAGIC))
+    except (OSError, ValueError) as e:
         f.close()
-        raise LogOpenError(f"{path}: {e.strerror or e}") from None
+        raise LogOpenError(f"{path}: {getattr(e, 'strerror', None) or e}") from None
     if magic == GZIP_MAGIC:
         return gzip.GzipFile(fileobj=f, mode="rb")  # type: ignore[return-value]
     return f

@@ -396,3 +396,75 @@ def test_real_host():
     if any(f.level == FAIL for f in ours) or not alive:
         assert rc == 1, text
     assert ("detection can work" in text) == (rc == 0)
+
+
+def _fix_lines(text: str) -> List[str]:
+    return [ln.strip()[len("fix: "):] for ln in text.splitlines() if ln.strip().startswith("fix: ")]
+
+
+@needs_root_chown
+def test_rules_fix_names_the_file_to_copy_by_its_full_path(host):
+    """The fix copies a file that exists: the .deb's copy when installed, else the source tree's."""
+    (host.rules_d / "auditimds.rules").unlink()
+    deb = host.tmp / "usr" / "share" / "auditimds" / "audit" / "auditimds.rules"
+    src = REPO / "packaging" / "audit" / "auditimds.rules"
+    no_rules = healthy_run({("auditctl", "-l"): (0, "No rules\n", "")})
+    deb.parent.mkdir(parents=True)
+    shutil.copy(src, deb)
+    _, text, _ = run_doctor(host, no_rules, rules_sources=(deb, src))
+    fixes = _fix_lines(text)
+    want = f"cp {deb} {host.rules_d}/auditimds.rules && augenrules --load"
+    assert fixes.count(want) == 3, text  # not loaded (FAIL: 64-bit, WARN: 32-bit) and not persisted (WARN)
+    assert not any(f.startswith("cp auditimds.rules") for f in fixes)
+    deb.unlink()
+    _, text, _ = run_doctor(host, healthy_run(), rules_sources=(deb, src))
+    assert f"cp {src} {host.rules_d}/auditimds.rules && augenrules --load" in _fix_lines(text), text
+    # neither (a pip install outside a checkout): where the file is in the source
+    _, text, _ = run_doctor(host, healthy_run(), rules_sources=(deb,))
+    (fix,) = _fix_lines(text)
+    assert fix.startswith(f"cp packaging/audit/auditimds.rules {host.rules_d}/auditimds.rules") and "source" in fix
+    # rules persisted but not loaded: load them from rules.d
+    shutil.copy(src, host.rules_d / "auditimds.rules")
+    _, text, _ = run_doctor(host, no_rules, rules_sources=(deb, src))
+    assert set(_fix_lines(text)) == {f"augenrules --load   (or: auditctl -R {host.rules_d / 'auditimds.rules'})"}
+
+
+@needs_root_chown
+def test_unusable_notify_urls_warn_with_secrets_masked(host, tmp_path):
+    toml = tmp_path / "auditimds.toml"
+    toml.write_text('[notify]\nurls = ["json://host/x", "slack://T000/B000/secret-token", '
+                    '"nosuchscheme://user:pw@example.com/tok3n"]\n')
+    toml.chmod(0o600)
+    host.cfg = load_config(str(toml)).with_overrides(input_path=host.cfg.input_path, state_dir=host.cfg.state_dir)
+    rc, text, findings = run_doctor(host, healthy_run())
+    assert rc == 0, text  # notifications do not decide whether detection works
+    assert levels(findings, "notifications") == [OK, WARN, WARN]
+    assert "URL slack://***: apprise cannot parse it" in text
+    assert "URL nosuchscheme://***: unknown scheme 'nosuchscheme'" in text
+    assert f"correct it in [notify] urls of {toml}" in text and "auditimds notify-test" in text
+    for secret in ("secret-token", "T000", "pw@", "tok3n"):
+        assert secret not in text
+    # the check is injectable
+    _, text, findings = run_doctor(host, healthy_run(), url_problem=lambda url: None)
+    assert levels(findings, "notifications") == [OK]
+
+
+@needs_root_chown
+def test_log_given_with_log_option_is_fixed_with_that_option(host, tmp_path):
+    host.conf.write_text(AUDITD_CONF.format(log="/elsewhere/audit.log"))
+    toml = tmp_path / "auditimds.toml"
+    toml.write_text("[log]\nlevel = \"info\"\n")
+    host.cfg = load_config(str(toml)).with_overrides(input_path=host.cfg.input_path, state_dir=host.cfg.state_dir)
+    _, text, _ = run_doctor(host, healthy_run(), log_from_option=True)
+    assert "use --log /elsewhere/audit.log" in _fix_lines(text)[0] and str(toml) not in text and "[input]" not in text
+    _, text, _ = run_doctor(host, healthy_run())
+    assert _fix_lines(text) == [f'set [input] path = "/elsewhere/audit.log" in {toml}']
+    # the log does not exist either
+    host.log.unlink()
+    _, text, _ = run_doctor(host, healthy_run(), log_from_option=True)
+    assert "[input]" not in text and str(toml) not in text
+    assert "start auditd (systemctl start auditd), or use --log /elsewhere/audit.log" in text
+    # auditd writes the log given: only starting auditd helps
+    host.conf.write_text(AUDITD_CONF.format(log=host.log))
+    _, text, _ = run_doctor(host, healthy_run(), log_from_option=True)
+    assert _fix_lines(text) == ["start auditd (systemctl start auditd)"]

@@ -85,3 +85,44 @@ def test_notes_for_fields_categories_and_values():
 def test_no_notes_for_supported_query():
     q = parse_query('process where event.action : "EXEC" and process.args_count >= 4 and auditd.data.exit == 0')
     assert rule_notes(q) == []
+
+
+def test_shipped_pack_by_name(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)  # not in a checkout: `hardened` is the pack shipped with auditimds
+    rc, text = check(["hardened"])
+    assert rc == 0, text
+    assert text.count(": loaded: ") == 4 and "/hardened/" in text
+    rc, text = check(["nosuchpack"])
+    assert rc == 2 and "nosuchpack: no such file or directory (shipped packs: hardened)" in text
+    # a local directory of that name is that directory
+    (tmp_path / "hardened").mkdir()
+    rule_file(tmp_path / "hardened", "mine.toml", 'process where process.name == "x"')
+    rc, text = check(["hardened"])
+    assert rc == 0 and text.startswith("hardened/mine.toml: loaded: ")
+
+
+def test_duplicate_rule_id_across_files_is_flagged(tmp_path):
+    (tmp_path / "a").mkdir()
+    (tmp_path / "b").mkdir()
+    first = rule_file(tmp_path / "a", "same.toml", 'process where process.name == "a"')
+    second = rule_file(tmp_path / "b", "same.toml", 'process where process.name == "b"')  # same rule_id
+    other = rule_file(tmp_path / "b", "other.toml", 'process where process.name == "c"')
+    rc, text = check([tmp_path / "a", tmp_path / "b"])
+    assert rc == 1
+    lines = text.splitlines()
+    i = lines.index(f"{second}: loaded: same.toml rule (same.toml-id)")
+    assert lines[i + 1] == f"    duplicate rule_id: also defined in {first}"
+    assert text.count("duplicate rule_id") == 1 and f"{other}: loaded" in text
+    # the same file reached twice (a file and its directory) is checked once, not flagged
+    rc, text = check([other, tmp_path / "b" / ".." / "b" / "other.toml"])
+    assert rc == 0 and text.count(": loaded: ") == 1
+
+
+def test_syntax_error_position_in_the_file(tmp_path):
+    p = tmp_path / "bad.toml"
+    p.write_text('[rule]\nrule_id = "x"\nname = "x"\ntype = "eql"\nlanguage = "eql"\n'
+                 "query = '''\nprocess where\n  process.name == \"x\" | head 3\n'''\n")
+    rc, text = check([p])
+    assert rc == 1
+    assert (f"{p}: refused: invalid query: line 8, column 23 of the file (line 2, column 23 of the query): "
+            "pipes ('|') are not supported") in text

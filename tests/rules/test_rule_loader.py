@@ -107,8 +107,9 @@ def test_refuse_bad_query_with_position(tmp_path):
     p = write(tmp_path / "q.toml", query='process where\n  process.name = "curl"')
     with pytest.raises(RuleLoadError) as ei:
         load_rule(p)
-    # the query starts on the line after the opening triple quotes; a leading newline is stripped by TOML
-    assert "invalid query: line 2, column 16: '=' is not a valid operator" in ei.value.reason
+    # the query starts on the line after the opening triple quotes (line 15); TOML strips that newline
+    assert ("invalid query: line 17, column 16 of the file (line 2, column 16 of the query): "
+            "'=' is not a valid operator") in ei.value.reason
     p = write(tmp_path / "q2.toml", query="process where nope(a)")
     with pytest.raises(RuleLoadError) as ei:
         load_rule(p)
@@ -149,3 +150,37 @@ def test_load_upstream_directory(tmp_path):
     rules2, errors2 = load_rules([UPSTREAM, copy])
     assert errors2 == [] and len(rules2) == len(rules)
     assert all(r.source_path.parent == copy for r in rules2)
+
+
+RULE_HEAD = '[rule]\nrule_id = "x"\nname = "x"\ntype = "eql"\nlanguage = "eql"\n'  # the query is on line 6
+
+
+@pytest.mark.parametrize("query_toml, expected", [
+    # on the query's first line the column is offset by `query = '` (9 characters)
+    ("query = 'process where process.name = \"x\"'\n", "line 6, column 37 of the file (line 1, column 28"),
+    ("  query  =  " + "'" * 3 + 'process where process.name = "x"' + "'" * 3 + "\n",
+     "line 6, column 43 of the file (line 1, column 28"),
+    ('query = """\nprocess where\n\tprocess.name = "x"\n"""\n', "line 8, column 15 of the file (line 2, column 15"),
+])
+def test_query_error_position_in_the_file(tmp_path, query_toml, expected):
+    """Line and column in the TOML file: the query's own position offset by where the string starts."""
+    p = tmp_path / "q.toml"
+    p.write_text(RULE_HEAD + query_toml)
+    with pytest.raises(RuleLoadError) as ei:
+        load_rule(p)
+    assert expected in ei.value.reason, ei.value.reason
+
+
+def test_query_error_position_crlf_and_escapes(tmp_path):
+    # CRLF line ends: TOML reads them as LF in the query; the positions are the same
+    p = tmp_path / "crlf.toml"
+    p.write_bytes((RULE_HEAD + 'query = """\nprocess where\n  process.name = "x"\n"""\n').replace("\n", "\r\n").encode())
+    with pytest.raises(RuleLoadError) as ei:
+        load_rule(p)
+    assert "line 8, column 16 of the file (line 2, column 16 of the query)" in ei.value.reason
+    # escapes in a basic string: the file does not hold the query as is; only the query's position is given
+    p = tmp_path / "escaped.toml"
+    p.write_text(RULE_HEAD + 'query = "process where\\n  process.name = \\"x\\""\n')
+    with pytest.raises(RuleLoadError) as ei:
+        load_rule(p)
+    assert "invalid query: line 2, column 16: '=' is not a valid operator" in ei.value.reason

@@ -54,3 +54,95 @@ def test_permission_error_names_the_fix(tmp_path, monkeypatch):
     monkeypatch.setattr(builtins, "open", deny)
     with pytest.raises(LogOpenError, match="log_group"):
         open_log(str(tmp_path / "secret.log"))
+
+
+# -- non-seekable input: pipes, FIFOs, standard input ------------------------------------------------------
+
+PLAIN = b"type=SYSCALL msg=audit(1.000:1): x\ntype=EOE msg=audit(1.000:1): \n" * 2000
+
+
+def _writer(fd_or_path, data: bytes, first: int = 0, delay: float = 0.0):
+    """A thread writing `data` into a pipe fd (or opening a FIFO path) — `first` bytes, a pause, the rest."""
+    import os
+    import threading
+    import time
+
+    def run():
+        fd = os.open(fd_or_path, os.O_WRONLY) if isinstance(fd_or_path, str) else fd_or_path
+        try:
+            if first:
+                os.write(fd, data[:first])
+                time.sleep(delay)
+            view = memoryview(data)[first:]
+            while view:
+                view = view[os.write(fd, view):]
+        finally:
+            os.close(fd)
+
+    t = threading.Thread(target=run, daemon=True)
+    t.start()
+    return t
+
+
+@pytest.mark.parametrize("compress", [False, True])
+def test_stdin_dash_from_a_real_pipe(compress):
+    import os
+
+    data = gzip.compress(PLAIN) if compress else PLAIN
+    r, w = os.pipe()
+    t = _writer(w, data)
+    with open(r, "rb") as stdin, open_log("-", stdin=stdin) as f:
+        assert flat(f, 4096) == PLAIN.split(b"\n")[:-1]
+    t.join(5)
+
+
+def test_gzip_magic_split_across_two_pipe_writes():
+    """A writer that delivers one byte, then the rest: the magic is still recognised (no seek, nothing lost)."""
+    import os
+
+    data = gzip.compress(PLAIN)
+    r, w = os.pipe()
+    t = _writer(w, data, first=1, delay=0.2)
+    with open(r, "rb", buffering=0) as raw, open_log("-", stdin=raw) as f:  # unbuffered: no peek
+        assert flat(f, 1 << 16) == PLAIN.split(b"\n")[:-1]
+    t.join(5)
+
+
+@pytest.mark.parametrize("compress", [False, True])
+def test_fifo_plain_or_gzip(tmp_path, compress):
+    import os
+
+    fifo = tmp_path / "audit.fifo"
+    os.mkfifo(fifo)
+    t = _writer(str(fifo), gzip.compress(PLAIN) if compress else PLAIN)
+    with open_log(str(fifo)) as f:
+        assert flat(f, 1000) == PLAIN.split(b"\n")[:-1]
+    t.join(5)
+
+
+@pytest.mark.parametrize("compress", [False, True])
+def test_read_head_puts_the_bytes_back_on_a_pipe(compress):
+    import os
+
+    from auditimds.source.reader import read_head
+
+    r, w = os.pipe()
+    t = _writer(w, gzip.compress(PLAIN) if compress else PLAIN)
+    with open(r, "rb") as stdin:
+        f = open_log("-", stdin=stdin)
+        head, f = read_head(f, 100)
+        assert head == PLAIN[:100]
+        with f:
+            assert flat(f, 333) == PLAIN.split(b"\n")[:-1]
+    t.join(5)
+
+
+def test_read_head_rewinds_a_regular_file(tmp_path):
+    from auditimds.source.reader import read_head
+
+    p = tmp_path / "audit.log.1"
+    p.write_bytes(gzip.compress(PLAIN))
+    with open_log(str(p)) as f:
+        head, g = read_head(f, 10)
+        assert head == PLAIN[:10] and g is f
+        assert flat(g, 1 << 16) == PLAIN.split(b"\n")[:-1]
