@@ -266,7 +266,7 @@ class Daemon:
                                       "start fresh") from None
                 self.ledger.load(state.get("alerts"))
         self.load_new_terms()
-        self._open_output()
+        self._open_output(self.cfg.output_jsonl)
         self._start_notifier()
         self.follower = LogFollower(self.cfg.input_path, start=self.cfg.start, position=position,
                                     max_batch_bytes=self.max_batch_bytes, log=log)
@@ -296,7 +296,7 @@ class Daemon:
         except DaemonError as e:
             log.warning("%s: new_terms rules start with an empty history", e)
         try:
-            self._open_output()
+            self._open_output(self.cfg.output_jsonl)
         except BaseException:
             self.release_lock()
             raise
@@ -383,10 +383,9 @@ class Daemon:
         except CheckpointError as e:
             log.error("%s", e)
 
-    def _open_output(self, path: Optional[str] = None) -> None:
-        """(Re)open the alerts file (on SIGHUP too, for logrotate); the new one is opened before the old one
-        is closed, so a reload naming a bad file keeps the current one (DaemonError)."""
-        path = self.cfg.output_jsonl if path is None else path
+    def _open_output(self, path: Optional[str]) -> None:
+        """(Re)open the alerts file `path` (None: none) — on SIGHUP too, for logrotate.  The new one is opened
+        before the old one is closed, so a reload naming a bad file keeps the current one (DaemonError)."""
         new: Optional[LineOutput] = None
         if path:
             try:

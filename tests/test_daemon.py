@@ -11,6 +11,7 @@ import stat
 import subprocess
 import sys
 import time
+from dataclasses import replace
 from pathlib import Path
 from typing import List
 
@@ -533,3 +534,19 @@ def test_a_state_dir_that_is_a_file(tmp_path):
     with pytest.raises(DaemonError) as e:
         daemon(tmp_path, io.StringIO())
     assert str(e.value).startswith(f"state dir {tmp_path / 'state'}: is not a directory")
+
+
+def test_a_reload_changes_or_removes_the_alerts_file_or_keeps_it_when_refused(tmp_path):
+    (tmp_path / "audit.log").write_bytes(b"")
+    first, second = tmp_path / "a.jsonl", tmp_path / "b.jsonl"
+    cfg = Config(input_path=str(tmp_path / "audit.log"), state_dir=str(tmp_path / "state"), output_jsonl=str(first))
+    d = Daemon(cfg, fresh_rules(), host_id="h", host_name="h", stdout=io.StringIO(), self_pid=1)
+    d.start()
+    with pytest.raises(DaemonError, match="does not exist"):
+        d.apply(cfg.with_overrides(output_jsonl=str(tmp_path / "nosuch" / "c.jsonl")), fresh_rules())
+    assert d.cfg.output_jsonl == str(first) and d._jsonl is not None and d._jsonl.name == str(first)
+    d.apply(cfg.with_overrides(output_jsonl=str(second)), fresh_rules())
+    assert d._jsonl.name == str(second) and second.exists()
+    d.apply(replace(cfg, output_jsonl=None), fresh_rules())
+    assert d._jsonl is None and d.cfg.output_jsonl is None
+    d.close(0.0)

@@ -96,6 +96,8 @@ class StreamOutput(LineOutput):
 def stdout_output(stream: TextIO) -> LineOutput:
     """The process's standard output as a LineOutput: its file descriptor when it has one (so that a failed
     write leaves nothing in a Python buffer to fail again), else the stream itself."""
+    if stream is None:  # no sys.stdout at all: fd 1, whose errors are then counted like any other
+        return FdOutput(1, "stdout")
     try:
         fd = stream.fileno()
     except (AttributeError, ValueError, OSError):
