@@ -3,6 +3,9 @@
 Every key is declared in SCHEMA with its type; an unknown key, a wrong type or a bad value is a
 `ConfigError` whose message names the file and the key (`/etc/auditimds/auditimds.toml: [input] start:
 must be one of "end", "beginning", not "middle"`).  Command-line flags override the file.
+
+Relative paths in a file (`[rules] paths`, `[notify] config`) are taken relative to the file's directory;
+a `[rules] paths` entry that names no file may name a rule pack shipped with auditimds ("hardened").
 """
 
 from __future__ import annotations
@@ -144,26 +147,80 @@ def parse_config(data: Dict[str, Any], source: str) -> Config:
     return Config(source=source, **values)
 
 
+def _shipped_packs(rules_dir: Path) -> List[str]:
+    if not rules_dir.is_dir():
+        return []
+    return sorted(x.name for x in rules_dir.iterdir() if x.is_dir() and not x.name.startswith(("_", ".")))
+
+
+def resolve_rule_paths(paths: Tuple[str, ...], source: str,
+                       rules_dir: Optional[Path] = None) -> Tuple[str, ...]:
+    """`[rules] paths` of the file `source`: a relative path is taken relative to the file's directory (not
+    the current directory); an absolute one is kept.  An entry that names nothing there but is the bare name
+    of a shipped pack ("hardened") stays that name.  Raises ConfigError naming the file and the key."""
+    if rules_dir is None:
+        from .rules.builtin import builtin_rules_dir
+
+        rules_dir = builtin_rules_dir()
+    from_file = bool(source) and not source.startswith("<")
+    base = Path(os.path.abspath(source)).parent if from_file else None
+    out: List[str] = []
+    for i, p in enumerate(paths, 1):
+        pp = Path(p).expanduser()
+        if not pp.is_absolute() and base is not None:
+            pp = base / pp
+        if pp.exists():
+            out.append(str(pp))
+            continue
+        if "/" not in p and p in _shipped_packs(rules_dir):
+            out.append(p)
+            continue
+        packs = ", ".join(_shipped_packs(rules_dir)) or "none"
+        raise ConfigError(f"{source}: [rules] paths: item {i} ({p!r}): no such file or directory: {pp} "
+                          f"(shipped packs: {packs})")
+    return tuple(out)
+
+
 SERVICE_GROUPS = ("root", "auditimds")
 
 
-def check_secret_permissions(path: str, cfg: Config) -> None:
-    """A file with notification URLs (tokens, passwords) must not be readable by other users."""
-    if not cfg.notify.enabled:
-        return
+def _group_name(gid: int) -> str:
+    try:
+        return grp.getgrgid(gid).gr_name
+    except KeyError:
+        return str(gid)
+
+
+def secret_file_problem(path: str, mode: int, group: str, what: str = "notification URLs (secrets)") -> Optional[str]:
+    """The one-line refusal for a file holding secrets that other users can read (None when it is fine):
+    readable by everyone, or by a group other than root's or the service's."""
+    mode = stat.S_IMODE(mode)
+    if not (mode & 0o004 or (mode & 0o040 and group not in SERVICE_GROUPS)):
+        return None
+    return (f"{path}: holds {what} but is readable by other users (mode {mode:04o}, group {group}); fix: "
+            f"chown root:auditimds {path} && chmod 0640 {path} (or chmod 0600 {path} when auditimds runs as "
+            "root)")
+
+
+def _check_secret_file(path: str, what: str) -> None:
     try:
         st = os.stat(path)
     except OSError:
         return
-    mode = stat.S_IMODE(st.st_mode)
-    try:
-        group = grp.getgrgid(st.st_gid).gr_name
-    except KeyError:
-        group = str(st.st_gid)
-    if mode & 0o004 or (mode & 0o040 and group not in SERVICE_GROUPS):
-        raise ConfigError(
-            f"{path}: holds notification URLs (secrets) but is readable by other users (mode {mode:04o}, "
-            f"group {group}); fix: chmod 600 {path} (or chown root:auditimds and chmod 640)")
+    problem = secret_file_problem(path, st.st_mode, _group_name(st.st_gid), what)
+    if problem is not None:
+        raise ConfigError(problem)
+
+
+def check_secret_permissions(path: str, cfg: Config) -> None:
+    """Files with notification URLs (tokens, passwords) must not be readable by other users: the
+    configuration file itself when it configures notifications, and the apprise config file it names."""
+    if not cfg.notify.enabled:
+        return
+    _check_secret_file(path, "notification URLs (secrets)")
+    if cfg.notify.config:
+        _check_secret_file(cfg.notify.config, f"notification URLs (secrets: the apprise config file of [notify] "
+                                              f"config in {path})")
 
 
 def load_config(path: Optional[str]) -> Config:
@@ -190,6 +247,8 @@ def load_config(path: Optional[str]) -> Config:
     except tomllib.TOMLDecodeError as e:
         raise ConfigError(f"{path}: invalid TOML: {e}") from None
     cfg = parse_config(data, str(path))
+    if cfg.rule_paths:
+        cfg = replace(cfg, rule_paths=resolve_rule_paths(cfg.rule_paths, str(path)))
     check_secret_permissions(str(path), cfg)
     return cfg
 

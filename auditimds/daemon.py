@@ -17,11 +17,14 @@
   start (and carried over on a rules reload), so a restart does not make every known term new again.
 * Events of auditimds itself and of its children are ignored; parents unknown to the process table are
   looked up in /proc (the log is this host's own).
+* One agent per state dir: `start` takes the state dir's lock (released on close, or when the process ends).
+* An output that fails (a full disk, a closed pipe) never stops the agent: the alert still goes to the other
+  outputs and the notifications and is recorded as emitted; the error is counted (`output_errors`) and
+  logged once, again when it changes, and hourly while it lasts.
 """
 
 from __future__ import annotations
 
-import json
 import logging
 import os
 import signal
@@ -32,12 +35,20 @@ from pathlib import Path
 from typing import Any, Callable, Deque, Dict, List, Optional, TextIO, Tuple
 
 from .alerts.exceptions import ExceptionFilter
-from .alerts.sinks import dumps
+from .alerts.sinks import AlertsFileError, LineOutput, StreamOutput, dumps, open_alerts_file, stdout_output
 from .audit.records import parse_event_id, split_header
 from .config import Config, ConfigError, load_config
 from .ecs.procfs import ProcResolver
 from .pipeline import Pipeline
-from .source.checkpoint import CheckpointError, load_state, save_state
+from .source.checkpoint import (
+    CheckpointError,
+    StateLockedError,
+    load_state,
+    lock_state_dir,
+    same_log,
+    save_state,
+    unlock_state_dir,
+)
 from .source.tail import LogFollower, Position
 
 log = logging.getLogger("auditimds")
@@ -50,10 +61,16 @@ CHECKPOINT_INTERVAL_S = 1.0
 BUSY_POLL_INTERVAL_S = 0.05
 CATCH_UP_CHECKPOINT_BATCHES = 32  # about 32 MB of log
 BUSY_QUIET_POLLS = 4
+OUTPUT_ERROR_REMINDER_S = 3600.0
+TEXTFILE_INTERVAL_S = 15.0
 
 
 class DaemonError(Exception):
     """A problem that stops the daemon from starting; one line for the user."""
+
+
+class StateDirInUse(DaemonError):
+    """Another agent runs with this state dir."""
 
 
 class AlertLedger:
@@ -101,6 +118,52 @@ def _printable(text: str) -> str:
     return text.translate(_CONTROL)
 
 
+class ErrorThrottle:
+    """When to log a recurring error: the first time, when its text changes, and then at most every
+    `remind_every` seconds (never again when None) while it lasts.  Time is passed in."""
+
+    def __init__(self, remind_every: Optional[float] = None) -> None:
+        self.remind_every = remind_every
+        # key -> [text, reported at, failures since that report, failures since the problem began]
+        self._failing: Dict[str, List[Any]] = {}
+
+    def failed(self, key: str, text: str, now: float) -> Optional[int]:
+        """One more failure.  None: stay quiet; else log it now (the value: failures not logged since the
+        previous report of this key)."""
+        st = self._failing.get(key)
+        if st is None:
+            self._failing[key] = [text, now, 0, 1]
+            return 0
+        st[3] += 1
+        if st[0] != text or (self.remind_every is not None and now - st[1] >= self.remind_every):
+            unreported = st[2]
+            st[0], st[1], st[2] = text, now, 0
+            return unreported
+        st[2] += 1
+        return None
+
+    def recovered(self, key: str) -> Optional[int]:
+        """A success: the number of failures of the problem it ends, or None when `key` was not failing."""
+        st = self._failing.pop(key, None)
+        return None if st is None else st[3]
+
+
+def _prepare_state_dir(state_dir: str) -> None:
+    """Create the state dir (ours: 0700) if needed; one-line DaemonError when it cannot be used."""
+    p = Path(state_dir)
+    if p.exists() and not p.is_dir():
+        raise DaemonError(f"state dir {state_dir}: is not a directory (give --state-dir / [state] dir a "
+                          "directory)")
+    try:
+        p.mkdir(parents=True, exist_ok=True, mode=0o700)
+    except FileExistsError:
+        raise DaemonError(f"state dir {state_dir}: is not a directory") from None
+    except OSError as e:
+        raise DaemonError(f"state dir {state_dir}: {e.strerror or e}") from None
+    if not os.access(state_dir, os.W_OK | os.X_OK):
+        raise DaemonError(f"state dir {state_dir}: not writable by this user")
+
+
 def _first_ts_ms(lines: List[bytes]) -> Optional[int]:
     for line in lines[:50]:
         h = split_header(line)
@@ -129,6 +192,7 @@ class Daemon:
         self.host_id = host_id
         self.host_name = host_name
         self.stdout = stdout if stdout is not None else sys.stdout
+        self._stdout_out: LineOutput = StreamOutput(stdout) if stdout is not None else stdout_output(sys.stdout)
         self.self_pid = os.getpid() if self_pid is None else self_pid
         self.max_batch_bytes = max_batch_bytes
         self.checkpoint_interval = checkpoint_interval
@@ -138,7 +202,13 @@ class Daemon:
         self.ledger = AlertLedger()
         self.emitted = 0
         self.suppressed = 0
-        self._jsonl: Optional[TextIO] = None
+        self._jsonl: Optional[LineOutput] = None
+        self.output_errors = 0
+        self._output_errors = ErrorThrottle(OUTPUT_ERROR_REMINDER_S)
+        self._textfile_errors = ErrorThrottle(None)
+        self._now = 0.0
+        self._lock_fd: Optional[int] = None
+        self._notify_final: Optional[Dict[str, Any]] = None
         self._alerts_pending_checkpoint = 0
         self._read_since_checkpoint = False
         self._last_checkpoint = 0.0
@@ -155,19 +225,37 @@ class Daemon:
     # -- lifecycle --------------------------------------------------------------------------------------
 
     def start(self) -> None:
+        _prepare_state_dir(self.cfg.state_dir)
+        self._lock()
         try:
-            Path(self.cfg.state_dir).mkdir(parents=True, exist_ok=True, mode=0o700)
+            self._start()
+        except BaseException:
+            self.release_lock()
+            raise
+
+    def _lock(self) -> None:
+        try:
+            self._lock_fd = lock_state_dir(Path(self.cfg.state_dir), os.getpid())
+        except StateLockedError as e:
+            raise StateDirInUse(str(e)) from None
         except OSError as e:
-            raise DaemonError(f"state dir {self.cfg.state_dir}: {e.strerror or e}") from None
-        if not os.access(self.cfg.state_dir, os.W_OK | os.X_OK):
-            raise DaemonError(f"state dir {self.cfg.state_dir}: not writable by this user")
+            raise DaemonError(f"state dir {self.cfg.state_dir}: cannot create its lock file: "
+                              f"{e.strerror or e}") from None
+
+    def release_lock(self) -> None:
+        """Let another agent use the state dir (done by close(); the end of the process does it too)."""
+        if self._lock_fd is not None:
+            unlock_state_dir(self._lock_fd)
+            self._lock_fd = None
+
+    def _start(self) -> None:
         try:
             state = load_state(self.state_path)
         except CheckpointError as e:
             raise DaemonError(str(e)) from None
         position: Optional[Position] = None
         if state is not None:
-            if state.get("log") not in (None, self.cfg.input_path):
+            if not same_log(state.get("log"), self.cfg.input_path):
                 log.warning("the saved state is for %s, not %s: starting without it", state.get("log"),
                             self.cfg.input_path)
             else:
@@ -178,7 +266,7 @@ class Daemon:
                                       "start fresh") from None
                 self.ledger.load(state.get("alerts"))
         self.load_new_terms()
-        self._open_output()
+        self._open_output(self.cfg.output_jsonl)
         self._start_notifier()
         self.follower = LogFollower(self.cfg.input_path, start=self.cfg.start, position=position,
                                     max_batch_bytes=self.max_batch_bytes, log=log)
@@ -192,9 +280,12 @@ class Daemon:
     def start_stream(self) -> None:
         """Plugin mode (records on stdin): outputs and the alert ledger, no log to follow."""
         try:
-            Path(self.cfg.state_dir).mkdir(parents=True, exist_ok=True, mode=0o700)
+            _prepare_state_dir(self.cfg.state_dir)
+            self._lock()
             state = load_state(self.state_path)
-        except (OSError, CheckpointError) as e:
+        except StateDirInUse:
+            raise
+        except (DaemonError, CheckpointError) as e:
             log.warning("state dir %s unusable (%s): duplicates across restarts will not be recognised",
                         self.cfg.state_dir, e)
             state = None
@@ -204,7 +295,11 @@ class Daemon:
             self.load_new_terms()
         except DaemonError as e:
             log.warning("%s: new_terms rules start with an empty history", e)
-        self._open_output()
+        try:
+            self._open_output(self.cfg.output_jsonl)
+        except BaseException:
+            self.release_lock()
+            raise
         self._start_notifier()
 
     # -- new_terms history ------------------------------------------------------------------------------
@@ -261,13 +356,18 @@ class Daemon:
         self.notifier = Notifier(self.cfg.notify, Path(self.cfg.state_dir), log=logging.getLogger("auditimds.notify"))
         self.notifier.start()
 
-    def _stop_notifier(self) -> None:
-        if self.notifier is not None:
-            self.notifier.stop(5.0)
-            self.notifier = None
+    def _stop_notifier(self) -> Optional[Dict[str, Any]]:
+        """Stop the worker; its final counters (None without notifications)."""
+        if self.notifier is None:
+            return None
+        self.notifier.stop(5.0)
+        final = self.notifier.counters()
+        self.notifier = None
+        return final
 
     def feed(self, lines: List[bytes], now: float) -> None:
         """Plugin mode: process lines received on stdin."""
+        self._now = now
         self.pipeline.feed(lines, now)
         self.pipeline.tick(now)
         if self._alerts_pending_checkpoint:
@@ -283,32 +383,53 @@ class Daemon:
         except CheckpointError as e:
             log.error("%s", e)
 
-    def _open_output(self) -> None:
+    def _open_output(self, path: Optional[str]) -> None:
+        """(Re)open the alerts file `path` (None: none) — on SIGHUP too, for logrotate.  The new one is opened
+        before the old one is closed, so a reload naming a bad file keeps the current one (DaemonError)."""
+        new: Optional[LineOutput] = None
+        if path:
+            try:
+                new = open_alerts_file(path)
+            except AlertsFileError as e:
+                raise DaemonError(str(e)) from None
         if self._jsonl is not None:
             self._jsonl.close()
-            self._jsonl = None
-        if self.cfg.output_jsonl:
-            p = Path(self.cfg.output_jsonl)
-            try:
-                p.parent.mkdir(parents=True, exist_ok=True)
-                self._jsonl = open(p, "a", encoding="utf-8")  # noqa: SIM115 - kept open
-            except OSError as e:
-                raise DaemonError(f"alerts file {p}: {e.strerror or e}") from None
+        self._jsonl = new
 
     def close(self, now: float, flush: bool = True) -> None:
-        """Stop: process what is readable, complete what is open (if `flush`), checkpoint."""
+        """Stop: process what is readable, complete what is open (if `flush`), checkpoint, release the state
+        dir."""
         if self.follower is None:
+            self.release_lock()
             return
+        self._now = now
         self._read(now)
         if flush:
             self.pipeline.finish()
         self.checkpoint(now, force=True)
         self.follower.close()
         self.follower = None
-        self._stop_notifier()
+        self._notify_final = self._stop_notifier()
         if self._jsonl is not None:
             self._jsonl.close()
             self._jsonl = None
+        self.release_lock()
+
+    def close_stream(self, now: float) -> None:
+        """Plugin mode's close: complete what is open, save the ledger, release the state dir."""
+        self._now = now
+        self.pipeline.finish()
+        self._save_ledger()
+        self._notify_final = self._stop_notifier()
+        if self._jsonl is not None:
+            self._jsonl.close()
+            self._jsonl = None
+        self.release_lock()
+
+    def stopped_line(self) -> str:
+        from .ops.status import format_stopped_line
+
+        return format_stopped_line(self.counters())
 
     # -- work -------------------------------------------------------------------------------------------
 
@@ -322,11 +443,9 @@ class Daemon:
             return
         line = dumps(alert) + "\n"
         if self.cfg.output_stdout:
-            self.stdout.write(line)
-            self.stdout.flush()
+            self._write(self._stdout_out, line)
         if self._jsonl is not None:
-            self._jsonl.write(line)
-            self._jsonl.flush()
+            self._write(self._jsonl, line)
         ts = self.pipeline.newest_ts_ms
         self.ledger.add(aid, ts if ts >= 0 else 0)
         self.emitted += 1
@@ -334,6 +453,23 @@ class Daemon:
         log.info("alert %s: %s", aid, _printable(alert.get("message", "")))
         if self.notifier is not None:
             self.notifier.submit(alert)
+
+    def _write(self, out: LineOutput, line: str) -> None:
+        """One alert line to one output; a failure is counted and reported, never raised."""
+        try:
+            out.write_line(line)
+        except (OSError, ValueError) as e:
+            self.output_errors += 1
+            text = (e.strerror if isinstance(e, OSError) and e.strerror else str(e)) or type(e).__name__
+            unreported = self._output_errors.failed(out.name, text, self._now)
+            if unreported is not None:
+                since = f"; {unreported} more alert(s) not written since the last report" if unreported else ""
+                log.error("cannot write alerts to %s: %s (the agent goes on: other outputs and notifications "
+                          "still get them; counted in output_errors%s)", out.name, text, since)
+            return
+        failures = self._output_errors.recovered(out.name)
+        if failures is not None:
+            log.warning("alerts are written to %s again (%d alert(s) were not)", out.name, failures)
 
     def _read(self, now: float) -> int:
         assert self.follower is not None
@@ -356,6 +492,7 @@ class Daemon:
 
     def step(self, now: float) -> int:
         """Read and process everything available; apply wall-clock timeouts; checkpoint when due."""
+        self._now = now
         n = self._read(now)
         self.pipeline.tick(now)
         self.checkpoint(now)
@@ -369,8 +506,8 @@ class Daemon:
                 log.info("%s", self.health_line())
             self._next_health = now + self.cfg.health_interval
         if self.cfg.metrics_textfile and now >= self._next_textfile:
-            self._next_textfile = now + 15.0
-            self.write_textfile()
+            self._next_textfile = now + TEXTFILE_INTERVAL_S
+            self.write_textfile(now)
 
     def _lag_bytes(self) -> Optional[int]:
         from .ops.status import log_lag
@@ -387,16 +524,25 @@ class Daemon:
 
         return format_health_line(self.counters(), lag_bytes=self._lag_bytes())
 
-    def write_textfile(self) -> None:
+    def write_textfile(self, now: Optional[float] = None) -> None:
+        """Write the metrics textfile; a failure is logged once (again if the error changes, or if it fails
+        again after a success), not at every attempt."""
         from .ops.status import write_prometheus_textfile
 
+        now = time.time() if now is None else now
         newest = self.pipeline.newest_ts_ms
         gauges = {"lag_bytes": self._lag_bytes(),
                   "lag_seconds": max(0.0, time.time() - newest / 1000) if newest >= 0 else None}
+        path = self.cfg.metrics_textfile or ""
         try:
-            write_prometheus_textfile(Path(self.cfg.metrics_textfile or ""), self.counters(), gauges=gauges)
+            write_prometheus_textfile(Path(path), self.counters(), gauges=gauges)
         except OSError as e:
-            log.warning("metrics textfile %s: %s", self.cfg.metrics_textfile, e.strerror or e)
+            text = e.strerror or str(e)
+            if self._textfile_errors.failed(path, text, now) is not None:
+                log.warning("metrics textfile %s: %s (not repeated while the error lasts)", path, text)
+            return
+        if self._textfile_errors.recovered(path) is not None:
+            log.info("metrics textfile %s written again", path)
 
     # -- checkpoint -------------------------------------------------------------------------------------
 
@@ -434,7 +580,7 @@ class Daemon:
         if newest >= 0:
             self.ledger.prune(newest)
         state = {
-            "log": self.cfg.input_path,
+            "log": os.path.realpath(self.cfg.input_path),
             "resume": resume.to_dict() if resume is not None else None,
             "position": pos.to_dict() if pos is not None else None,
             "alerts": self.ledger.to_list(),
@@ -457,19 +603,24 @@ class Daemon:
         st = self.pipeline.stats()
         st["alerts_emitted"] = self.emitted
         st["alerts_suppressed_duplicates"] = self.suppressed
+        st["output_errors"] = self.output_errors
         if self.follower is not None:
             st["follower"] = self.follower.stats.as_dict()
         if self.notifier is not None:
             st["notify"] = self.notifier.counters()
+        elif self._notify_final is not None:
+            st["notify"] = self._notify_final  # after close: what the notifier did until it stopped
         return st
 
     # -- reload -----------------------------------------------------------------------------------------
 
     def apply(self, cfg: Config, rules: List[Any]) -> None:
-        """Take a new configuration and rule set (SIGHUP); input and state changes need a restart."""
-        if (cfg.input_path, cfg.state_dir) != (self.cfg.input_path, self.cfg.state_dir):
+        """Take a new configuration and rule set (SIGHUP); input and state changes need a restart.  A new
+        alerts file that cannot be opened refuses the whole reload (DaemonError), before anything changed."""
+        if not (same_log(cfg.input_path, self.cfg.input_path) and same_log(cfg.state_dir, self.cfg.state_dir)):
             log.warning("[input] path and [state] dir changes take effect at the next restart")
-            cfg = cfg.with_overrides(input_path=self.cfg.input_path, state_dir=self.cfg.state_dir)
+        cfg = cfg.with_overrides(input_path=self.cfg.input_path, state_dir=self.cfg.state_dir)
+        self._open_output(cfg.output_jsonl)
         notify_changed = cfg.notify != self.cfg.notify
         self.cfg = cfg
         old = {r.rule_id: r.compiled.to_state() for r in self._new_terms_rules()}
@@ -478,7 +629,6 @@ class Daemon:
             if r.rule_id in old and r.compiled is not None:
                 r.compiled.load_state(old[r.rule_id])
         self.pipeline.exceptions = ExceptionFilter(cfg.exceptions)
-        self._open_output()
         if notify_changed:
             self._stop_notifier()
             self._start_notifier()
@@ -588,10 +738,8 @@ def run_stdin(cfg: Config, load_rules: Callable[[Config], List[Any]],
             d.feed([partial], time.time())
     finally:
         sigpipe.close()
-        d.pipeline.finish()
-        d._save_ledger()
-        d._stop_notifier()
-    log.info("stopped: %s", json.dumps({k: v for k, v in d.counters().items() if not isinstance(v, dict)}))
+        d.close_stream(time.time())
+    log.info("%s", d.stopped_line())
     return 0
 
 
@@ -631,10 +779,10 @@ def run_daemon(cfg: Config, config_path: Optional[str], overrides: Dict[str, Any
                 try:
                     new_cfg = load_config(config_path).with_overrides(**overrides)
                     new_rules = load_rules(new_cfg)
+                    d.apply(new_cfg, new_rules)
                 except (ConfigError, Exception) as e:  # noqa: BLE001 - any bad new config keeps the old one
                     log.error("reload refused, keeping the previous configuration: %s", e)
                 else:
-                    d.apply(new_cfg, new_rules)
                     logging.getLogger("auditimds").setLevel(new_cfg.log_level.upper())
                     log.info("configuration reloaded from %s: %d rule(s)", new_cfg.source, len(new_rules))
             if flags["stop"]:
@@ -657,5 +805,5 @@ def run_daemon(cfg: Config, config_path: Optional[str], overrides: Dict[str, Any
         sigpipe.close()
         d.close(time.time())
         waker.stop()
-    log.info("stopped: %s", json.dumps({k: v for k, v in d.counters().items() if not isinstance(v, dict)}))
+    log.info("%s", d.stopped_line())
     return 0

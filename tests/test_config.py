@@ -78,7 +78,8 @@ def test_secrets_in_a_file_other_users_can_read_are_refused(tmp_path):
     p.chmod(0o644)
     with pytest.raises(ConfigError) as e:
         load_config(str(p))
-    assert "readable by other users (mode 0644" in str(e.value) and f"chmod 600 {p}" in str(e.value)
+    assert "readable by other users (mode 0644" in str(e.value)
+    assert f"chown root:auditimds {p} && chmod 0640 {p}" in str(e.value)
     p.chmod(0o600)
     cfg = load_config(str(p))
     text = "\n".join(describe(cfg))
@@ -95,3 +96,83 @@ def test_check_config_command(tmp_path):
     r = subprocess.run([sys.executable, "-m", "auditimds", "check-config", str(p)], capture_output=True, text=True,
                        cwd=REPO)
     assert r.returncode == 2 and r.stderr.strip() == f"auditimds: error: {p}: [input] start: must be a string, not int 1"
+
+
+def test_an_apprise_config_file_other_users_can_read_is_refused(tmp_path):
+    ap = tmp_path / "ap.yml"
+    ap.write_text("urls:\n  - json://user:pw@127.0.0.1/\n")
+    ap.chmod(0o644)
+    p = tmp_path / "c.toml"
+    p.write_text('[notify]\nconfig = "ap.yml"\n')
+    p.chmod(0o600)
+    with pytest.raises(ConfigError) as e:
+        load_config(str(p))
+    msg = str(e.value)
+    assert msg.startswith(f"{ap}: holds notification URLs") and "(mode 0644" in msg
+    assert f"[notify] config in {p}" in msg and f"chown root:auditimds {ap} && chmod 0640 {ap}" in msg
+    assert "pw" not in msg
+    ap.chmod(0o640)  # group: the test user's own (root or not), like root:auditimds
+    if ap.stat().st_gid == 0:
+        assert load_config(str(p)).notify.config == str(ap)
+    ap.chmod(0o600)
+    assert load_config(str(p)).notify.config == str(ap)
+
+
+def test_secret_file_problem_accepts_the_service_group_only():
+    from auditimds.config import secret_file_problem
+
+    assert secret_file_problem("/f", 0o100600, "root") is None
+    assert secret_file_problem("/f", 0o100640, "auditimds") is None
+    assert secret_file_problem("/f", 0o100640, "root") is None
+    assert "group adm" in (secret_file_problem("/f", 0o100640, "adm") or "")
+    assert "mode 0604" in (secret_file_problem("/f", 0o100604, "auditimds") or "")
+
+
+def test_notifications_doc_gives_a_mode_the_service_user_can_read():
+    # the unit runs as User=auditimds: "0600, owned by root" would lock the service out of its own config
+    doc = (REPO / "docs" / "notifications.md").read_text()
+    section = doc.split("The URLs hold secrets.", 1)[1].split("\n\n", 1)[0]
+    assert "root:auditimds" in section and "0640" in section
+    assert "0600, owned by root" not in doc.replace("\n", " ")
+
+
+def test_relative_rule_paths_are_relative_to_the_config_file(tmp_path, monkeypatch):
+    etc = tmp_path / "etc"
+    (etc / "myrules").mkdir(parents=True)
+    p = etc / "c.toml"
+    p.write_text('[rules]\npaths = ["myrules", "./myrules", "hardened", "%s"]\n' % (etc / "myrules"))
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    monkeypatch.chdir(elsewhere)
+    cfg = load_config(str(p))
+    assert cfg.rule_paths == (str(etc / "myrules"), str(etc / "myrules"), "hardened", str(etc / "myrules"))
+    # the same from a relative spelling of the config file
+    monkeypatch.chdir(tmp_path)
+    assert load_config("etc/c.toml").rule_paths[0] == str(etc / "myrules")
+
+
+def test_a_missing_rule_path_names_the_config_file_and_the_key(tmp_path, monkeypatch):
+    p = tmp_path / "c.toml"
+    p.write_text('[rules]\npaths = ["hardened", "nosuch"]\n')
+    (tmp_path / "cwd" / "nosuch").mkdir(parents=True)  # present in the current directory: not the one meant
+    monkeypatch.chdir(tmp_path / "cwd")
+    with pytest.raises(ConfigError) as e:
+        load_config(str(p))
+    assert str(e.value).startswith(f"{p}: [rules] paths: item 2 ('nosuch'): no such file or directory: "
+                                   f"{tmp_path / 'nosuch'} (shipped packs: ")
+    assert "--rules" not in str(e.value)
+
+
+def test_check_config_refuses_a_missing_rule_path_with_the_key(tmp_path):
+    p = tmp_path / "c.toml"
+    p.write_text('[rules]\npaths = ["rules.d"]\n')
+    r = subprocess.run([sys.executable, "-m", "auditimds", "check-config", str(p)], capture_output=True, text=True,
+                       cwd=REPO)
+    assert r.returncode == 2 and f"{p}: [rules] paths: item 1 ('rules.d')" in r.stderr and "--rules" not in r.stderr
+    (tmp_path / "rules.d").mkdir()
+    (tmp_path / "rules.d" / "seed.toml").write_bytes(
+        (REPO / "config" / "rules" / "unusual_instance_metadata_service_api_request.toml").read_bytes())
+    r = subprocess.run([sys.executable, "-m", "auditimds", "check-config", str(p)], capture_output=True, text=True,
+                       cwd=REPO)
+    assert r.returncode == 0, r.stderr
+    assert f'paths = ["{tmp_path / "rules.d"}"]' in r.stdout

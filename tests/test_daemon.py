@@ -2,9 +2,16 @@
 
 from __future__ import annotations
 
+import errno
 import io
 import json
 import os
+import signal
+import stat
+import subprocess
+import sys
+import time
+from dataclasses import replace
 from pathlib import Path
 from typing import List
 
@@ -37,9 +44,10 @@ def ids(out: io.StringIO) -> List[str]:
 
 
 def crash(d: Daemon) -> None:
-    """kill -9: nothing flushed, no final checkpoint."""
+    """kill -9: nothing flushed, no final checkpoint; the end of the process releases the state dir's lock."""
     d.follower.close()
     d.follower = None
+    d.release_lock()
 
 
 @pytest.fixture(scope="module")
@@ -202,3 +210,343 @@ def test_alert_log_lines_cannot_be_forged_by_a_process_name():
     from auditimds.daemon import _printable
 
     assert _printable("x\nauditimds: INFO: all good\r\x1b[2K") == "x\\x0aauditimds: INFO: all good\\x0d\\x1b[2K"
+
+
+# -- outputs that fail ----------------------------------------------------------------------------------------
+
+
+class BrokenPipeStream(io.StringIO):
+    """A standard output whose reader went away."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.broken = True
+
+    def write(self, s: str) -> int:
+        if self.broken:
+            raise BrokenPipeError(errno.EPIPE, "Broken pipe")
+        return super().write(s)
+
+
+class FakeNotifier:
+    def __init__(self) -> None:
+        self.alerts: List[dict] = []
+        self.stopped = False
+
+    def submit(self, alert: dict) -> None:
+        self.alerts.append(alert)
+
+    def stop(self, _timeout: float) -> None:
+        self.stopped = True
+
+    def counters(self) -> dict:
+        return {"alerts": len(self.alerts), "sent": 3, "suppressed": 1, "failed": 2, "spooled": 1,
+                "channels": {"json://***": {"sent": 3, "state": "ok"}}}
+
+
+@pytest.mark.skipif(not os.path.exists("/dev/full"), reason="needs /dev/full")
+def test_failing_outputs_neither_stop_the_agent_nor_repeat_alerts(tmp_path, expected, caplog):
+    (tmp_path / "audit.log").write_bytes(b"".join(LOG_LINES))
+    cfg = Config(input_path=str(tmp_path / "audit.log"), state_dir=str(tmp_path / "state"), start="beginning",
+                 output_jsonl="/dev/full")
+    stdout = BrokenPipeStream()
+    d = Daemon(cfg, fresh_rules(), host_id="h", host_name="h", stdout=stdout, self_pid=1, max_batch_bytes=64,
+               checkpoint_interval=0.0)
+    d.start()
+    d.notifier = notifier = FakeNotifier()
+    with caplog.at_level("INFO", logger="auditimds"):
+        d.step(0.0)
+        d.step(1.0)
+    # the alerts still reach the notifications and are recorded as emitted
+    assert [a["alert"]["id"] for a in notifier.alerts] == expected
+    assert d.counters()["output_errors"] == 2 * len(expected)
+    errors = [r.getMessage() for r in caplog.records if r.levelname == "ERROR"]
+    assert len(errors) == 2, errors  # one line per output, not one per alert
+    assert any(m.startswith("cannot write alerts to /dev/full: No space left on device") for m in errors)
+    assert any(m.startswith("cannot write alerts to stdout: Broken pipe") for m in errors)
+    d.close(2.0)
+    state = json.loads((tmp_path / "state" / "state.json").read_text())["state"]
+    assert {a for a, _ in state["alerts"]} == set(expected)
+    assert state["counters"]["output_errors"] == 2 * len(expected)
+    # a restart does not repeat them
+    out = io.StringIO()
+    d2 = daemon(tmp_path, out)
+    d2.step(0.0)
+    d2.close(0.0)
+    assert ids(out) == []
+
+
+def test_an_output_that_works_again_is_reported_once(tmp_path, caplog):
+    (tmp_path / "audit.log").write_bytes(b"")
+    stdout = BrokenPipeStream()
+    d = daemon(tmp_path, stdout)
+    with caplog.at_level("INFO", logger="auditimds"):
+        d._write(d._stdout_out, "a\n")
+        d._write(d._stdout_out, "b\n")
+        stdout.broken = False
+        d._write(d._stdout_out, "c\n")
+        d._write(d._stdout_out, "d\n")
+    d.close(0.0)
+    assert stdout.getvalue() == "c\nd\n"
+    msgs = [r.getMessage() for r in caplog.records if "stdout" in r.getMessage()]
+    assert len(msgs) == 2 and "again (2 alert(s) were not)" in msgs[1]
+
+
+def test_error_throttle():
+    from auditimds.daemon import ErrorThrottle
+
+    t = ErrorThrottle(remind_every=60.0)
+    assert t.failed("x", "ENOSPC", 0.0) == 0          # first: log it
+    assert t.failed("x", "ENOSPC", 10.0) is None      # the same again: quiet
+    assert t.failed("x", "ENOSPC", 20.0) is None
+    assert t.failed("x", "EIO", 30.0) == 2            # another error: log it, 2 not logged since
+    assert t.failed("x", "EIO", 95.0) == 0            # the reminder
+    assert t.recovered("x") == 5 and t.recovered("x") is None
+    assert t.failed("x", "EIO", 96.0) == 0            # failing again after a recovery: log it
+    once = ErrorThrottle(None)
+    assert once.failed("y", "e", 0.0) == 0 and once.failed("y", "e", 1e9) is None
+
+
+def stdout_run(tmp_path: Path, *extra: str, stdout=None, stderr=None) -> subprocess.Popen:
+    env = dict(os.environ, PYTHONPATH=str(REPO))
+    return subprocess.Popen([sys.executable, "-m", "auditimds", "run", "--log", str(tmp_path / "audit.log"),
+                             "--state-dir", str(tmp_path / "state"), "--start", "beginning", "--host-id", "h",
+                             "--host-name", "h", *extra],
+                            stdout=stdout, stderr=stderr, env=env, cwd=tmp_path)
+
+
+def wait_for(cond, what, deadline=30.0):
+    end = time.monotonic() + deadline
+    while not cond():
+        if time.monotonic() > end:
+            raise AssertionError(f"timed out waiting for {what}")
+        time.sleep(0.05)
+
+
+@pytest.mark.skipif(not os.path.exists("/dev/full"), reason="needs /dev/full")
+def test_the_agent_with_a_full_alerts_file_and_a_second_agent(tmp_path, expected):
+    (tmp_path / "audit.log").write_bytes(b"".join(LOG_LINES))
+    out, err = tmp_path / "out.txt", tmp_path / "err.txt"
+    with open(out, "w") as fout, open(err, "w") as ferr:
+        p = stdout_run(tmp_path, "--alerts-jsonl", "/dev/full", stdout=fout, stderr=ferr)
+    try:
+        wait_for(lambda: out.read_text().count("\n") >= len(expected), "the alerts on stdout")
+        # a second agent on the same state dir: one line naming the first one
+        with open(tmp_path / "err2.txt", "w") as ferr2:
+            q = stdout_run(tmp_path, stdout=subprocess.DEVNULL, stderr=ferr2)
+            assert q.wait(timeout=60) == 2
+        lines = (tmp_path / "err2.txt").read_text().strip().splitlines()
+        assert len(lines) == 1 and lines[0].startswith("auditimds: error: state dir ")
+        assert f"in use by another auditimds (pid {p.pid})" in lines[0]
+        # status only reads the state dir: the running agent does not block it
+        env = dict(os.environ, PYTHONPATH=str(REPO))
+        wait_for(lambda: "output errors:  2" in subprocess.run(
+            [sys.executable, "-m", "auditimds", "status", "--state-dir", str(tmp_path / "state")],
+            capture_output=True, text=True, env=env, timeout=60).stdout, "the output errors in status")
+        assert p.poll() is None
+        p.send_signal(signal.SIGTERM)
+        assert p.wait(timeout=30) == 0
+    finally:
+        if p.poll() is None:
+            p.kill()
+            p.wait()
+    text = err.read_text()
+    assert "Traceback" not in text
+    assert text.count("cannot write alerts to /dev/full") == 1
+    assert sorted(json.loads(ln)["alert"]["id"] for ln in out.read_text().splitlines()) == sorted(expected)
+    stopped = json.loads(text.split("stopped: ", 1)[1].splitlines()[0])
+    assert stopped["output_errors"] == len(expected) and stopped["alerts_emitted"] == len(expected)
+    # the lock went with the agent, and the restart repeats nothing
+    with open(out, "w") as fout, open(err, "w") as ferr:
+        p2 = stdout_run(tmp_path, stdout=fout, stderr=ferr)
+    try:
+        wait_for(lambda: "following" in err.read_text(), "the restart")
+        p2.send_signal(signal.SIGTERM)
+        assert p2.wait(timeout=30) == 0
+    finally:
+        if p2.poll() is None:
+            p2.kill()
+            p2.wait()
+    assert out.read_text() == ""
+    assert json.loads(err.read_text().split("stopped: ", 1)[1].splitlines()[0])["alerts_emitted"] == 0
+
+
+def test_a_closed_stdout_does_not_stop_the_agent(tmp_path, expected):
+    (tmp_path / "audit.log").write_bytes(b"")
+    err, alerts = tmp_path / "err.txt", tmp_path / "alerts.jsonl"
+    with open(err, "w") as ferr:
+        p = stdout_run(tmp_path, "--alerts-jsonl", str(alerts), stdout=subprocess.PIPE, stderr=ferr)
+    try:
+        p.stdout.close()  # the reader goes away: every write to stdout is EPIPE
+        wait_for(lambda: "following" in err.read_text(), "start")
+        with open(tmp_path / "audit.log", "ab") as f:
+            f.write(b"".join(LOG_LINES))
+        wait_for(lambda: alerts.exists() and alerts.read_text().count("\n") >= len(expected), "the alerts")
+        assert p.poll() is None
+        p.send_signal(signal.SIGTERM)
+        assert p.wait(timeout=30) == 0
+    finally:
+        if p.poll() is None:
+            p.kill()
+            p.wait()
+    text = err.read_text()
+    assert "Traceback" not in text and text.count("cannot write alerts to stdout: Broken pipe") == 1
+    assert sorted(json.loads(ln)["alert"]["id"] for ln in alerts.read_text().splitlines()) == sorted(expected)
+
+
+# -- the saved position, the state dir, the alerts file --------------------------------------------------------
+
+
+def test_the_same_log_named_differently_keeps_its_position(tmp_path, expected, monkeypatch, caplog):
+    from auditimds.source.checkpoint import load_state, save_state
+
+    (tmp_path / "P").mkdir()
+    log = tmp_path / "P" / "a.log"
+    log.write_bytes(b"".join(LOG_LINES))
+    os.symlink(tmp_path / "P", tmp_path / "link")
+    monkeypatch.chdir(tmp_path)
+
+    def run(spelling: str) -> List[str]:
+        cfg = Config(input_path=spelling, state_dir=str(tmp_path / "state"), start="beginning")
+        out = io.StringIO()
+        d = Daemon(cfg, fresh_rules(), host_id="h", host_name="h", stdout=out, self_pid=1)
+        d.start()
+        d.step(0.0)
+        d.close(0.0)
+        return ids(out)
+
+    assert run("P/a.log") == expected
+    state_file = tmp_path / "state" / "state.json"
+    assert load_state(state_file)["log"] == os.path.realpath(log)  # stored resolved
+    with caplog.at_level("INFO", logger="auditimds"):
+        for spelling in (str(log), "./P/a.log", "link/a.log", str(tmp_path / "link" / "a.log")):
+            assert run(spelling) == [], spelling
+        # a state written by an older version with the relative spelling
+        st = load_state(state_file)
+        save_state(state_file, dict(st, log="P/a.log"))
+        assert run(str(log)) == []
+    assert "starting without it" not in caplog.text
+    assert "resuming" in caplog.text
+
+
+def no_auditctl(*_a, **_k):
+    raise FileNotFoundError("auditctl")
+
+
+def test_one_agent_per_state_dir(tmp_path):
+    from auditimds.daemon import StateDirInUse
+    from auditimds.ops.status import status
+
+    (tmp_path / "audit.log").write_bytes(b"".join(LOG_LINES))
+    d1 = daemon(tmp_path, io.StringIO())
+    with pytest.raises(StateDirInUse) as e:
+        daemon(tmp_path, io.StringIO())
+    assert str(e.value) == (f"state dir {tmp_path / 'state'} is in use by another auditimds (pid {os.getpid()}): "
+                            "stop it, or give this one its own --state-dir ([state] dir)")
+    cfg = Config(input_path=str(tmp_path / "audit.log"), state_dir=str(tmp_path / "state"))
+    with pytest.raises(StateDirInUse):  # the plugin mode too
+        Daemon(cfg, fresh_rules(), host_id="h", host_name="h", stdout=io.StringIO(), self_pid=1).start_stream()
+    # status only reads: not blocked
+    assert status(tmp_path / "state", io.StringIO(), run=no_auditctl) == 0
+    d1.step(0.0)
+    d1.close(0.0)  # releases the lock
+    d2 = daemon(tmp_path, io.StringIO())
+    d2.close(0.0)
+    d3 = Daemon(cfg, fresh_rules(), host_id="h", host_name="h", stdout=io.StringIO(), self_pid=1)
+    d3.start_stream()
+    d3.close_stream(0.0)
+    daemon(tmp_path, io.StringIO()).close(0.0)
+
+
+def test_the_stopped_line_has_the_notifier_counters(tmp_path):
+    (tmp_path / "audit.log").write_bytes(b"".join(LOG_LINES))
+    d = daemon(tmp_path, io.StringIO())
+    d.notifier = notifier = FakeNotifier()
+    d.step(0.0)
+    d.close(0.0)
+    assert notifier.stopped and d.notifier is None
+    line = d.stopped_line()
+    doc = json.loads(line[len("stopped: "):])
+    assert doc["notify"] == {"alerts": 2, "sent": 3, "suppressed": 1, "failed": 2, "spooled": 1}
+    assert doc["alerts_emitted"] == 2
+
+
+def test_a_metrics_textfile_error_is_logged_once(tmp_path, caplog):
+    (tmp_path / "audit.log").write_bytes(b"")
+    prom_dir = tmp_path / "missing"
+    cfg = Config(input_path=str(tmp_path / "audit.log"), state_dir=str(tmp_path / "state"), health_interval=0,
+                 metrics_textfile=str(prom_dir / "auditimds.prom"))
+    d = Daemon(cfg, fresh_rules(), host_id="h", host_name="h", stdout=io.StringIO(), self_pid=1)
+    d.start()
+
+    def textfile_logs() -> List[str]:
+        return [r.getMessage() for r in caplog.records if "metrics textfile" in r.getMessage()]
+
+    with caplog.at_level("INFO", logger="auditimds"):
+        for t in range(0, 300, 15):  # 20 attempts
+            d.housekeeping(float(t))
+        assert len(textfile_logs()) == 1 and "No such file or directory" in textfile_logs()[0]
+        prom_dir.mkdir()
+        d.housekeeping(300.0)
+        assert (prom_dir / "auditimds.prom").exists() and "written again" in textfile_logs()[1]
+        (prom_dir / "auditimds.prom").unlink()
+        prom_dir.rmdir()
+        d.housekeeping(315.0)
+        d.housekeeping(330.0)
+        assert len(textfile_logs()) == 3  # failed again after a recovery: said again, once
+    d.close(0.0)
+
+
+def test_the_alerts_file_directory_must_exist(tmp_path):
+    (tmp_path / "audit.log").write_bytes(b"")
+    target = tmp_path / "nonexistent" / "x.jsonl"
+    cfg = Config(input_path=str(tmp_path / "audit.log"), state_dir=str(tmp_path / "state"), output_jsonl=str(target))
+    d = Daemon(cfg, fresh_rules(), host_id="h", host_name="h", stdout=io.StringIO(), self_pid=1)
+    with pytest.raises(DaemonError) as e:
+        d.start()
+    assert str(e.value) == (f"alerts file {target}: the directory {tmp_path / 'nonexistent'} does not exist "
+                            "(create it, or choose another [output] jsonl / --alerts-jsonl)")
+    assert not (tmp_path / "nonexistent").exists()
+    assert (tmp_path / "state").is_dir()  # the state dir is ours to create
+    daemon(tmp_path, io.StringIO()).close(0.0)  # the failed start released the state dir
+
+
+def test_the_alerts_file_is_created_0640(tmp_path):
+    (tmp_path / "audit.log").write_bytes(b"".join(LOG_LINES))
+    target = tmp_path / "alerts.jsonl"
+    cfg = Config(input_path=str(tmp_path / "audit.log"), state_dir=str(tmp_path / "state"), start="beginning",
+                 output_jsonl=str(target))
+    old = os.umask(0o022)
+    try:
+        d = Daemon(cfg, fresh_rules(), host_id="h", host_name="h", stdout=io.StringIO(), self_pid=1)
+        d.start()
+    finally:
+        os.umask(old)
+    d.step(0.0)
+    d.close(0.0)
+    assert stat.S_IMODE(os.stat(target).st_mode) == 0o640
+    assert len(target.read_text().splitlines()) == 2
+
+
+def test_a_state_dir_that_is_a_file(tmp_path):
+    (tmp_path / "audit.log").write_bytes(b"")
+    (tmp_path / "state").write_text("")
+    with pytest.raises(DaemonError) as e:
+        daemon(tmp_path, io.StringIO())
+    assert str(e.value).startswith(f"state dir {tmp_path / 'state'}: is not a directory")
+
+
+def test_a_reload_changes_or_removes_the_alerts_file_or_keeps_it_when_refused(tmp_path):
+    (tmp_path / "audit.log").write_bytes(b"")
+    first, second = tmp_path / "a.jsonl", tmp_path / "b.jsonl"
+    cfg = Config(input_path=str(tmp_path / "audit.log"), state_dir=str(tmp_path / "state"), output_jsonl=str(first))
+    d = Daemon(cfg, fresh_rules(), host_id="h", host_name="h", stdout=io.StringIO(), self_pid=1)
+    d.start()
+    with pytest.raises(DaemonError, match="does not exist"):
+        d.apply(cfg.with_overrides(output_jsonl=str(tmp_path / "nosuch" / "c.jsonl")), fresh_rules())
+    assert d.cfg.output_jsonl == str(first) and d._jsonl is not None and d._jsonl.name == str(first)
+    d.apply(cfg.with_overrides(output_jsonl=str(second)), fresh_rules())
+    assert d._jsonl.name == str(second) and second.exists()
+    d.apply(replace(cfg, output_jsonl=None), fresh_rules())
+    assert d._jsonl is None and d.cfg.output_jsonl is None
+    d.close(0.0)

@@ -26,13 +26,15 @@ import hashlib
 import json
 import logging
 import os
+import re
 import tempfile
 import threading
 import time
 from collections import deque
-from dataclasses import dataclass, field
+from contextlib import contextmanager
+from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Any, Callable, Deque, Dict, List, Mapping, Optional, Tuple
+from typing import Any, Callable, Deque, Dict, Iterator, List, Mapping, Optional, Tuple
 
 from .notify_config import (
     DEFAULT_KEY,
@@ -49,7 +51,8 @@ from .notify_render import field as doc_field
 
 __all__ = [
     "DEFAULT_KEY", "NotifyConfig", "NotifyConfigError", "RetryConfig", "Notifier", "Channel", "STATE_FILE",
-    "format_duration", "mask_secrets", "notify_test", "parse_duration", "parse_notify", "sample_alert",
+    "format_duration", "mask_secrets", "notify_config_errors", "notify_test", "parse_duration", "parse_notify",
+    "sample_alert",
 ]
 
 STATE_FILE = "notify-state.json"
@@ -99,35 +102,118 @@ def _apprise_escapes_slack_text() -> bool:
     return getattr(NotifySlack, "dialect_convert", None) is not getattr(NotifyBase, "dialect_convert", None)
 
 
-def resolve_channels(cfg: NotifyConfig) -> List[Channel]:
-    """The channels of `cfg` with their apprise plugin objects (imports apprise)."""
+_URL_IN_TEXT = re.compile(r"[A-Za-z][A-Za-z0-9+.-]*://[^\s'\"<>]+")
+_APPRISE_NOISE = ("Failed to load Apprise configuration from",)
+
+
+def mask_urls_in(text: str) -> str:
+    """`text` with every URL in it masked (apprise's messages quote the URLs they reject in full)."""
+    return _URL_IN_TEXT.sub(lambda m: mask_secrets(m.group(0)), text)
+
+
+class _AppriseMessages(logging.Handler):
+    def __init__(self) -> None:
+        super().__init__(logging.WARNING)
+        self.messages: List[str] = []
+
+    def emit(self, record: logging.LogRecord) -> None:
+        try:
+            msg = record.getMessage()
+        except Exception:  # noqa: BLE001 - a bad log call of apprise's must not break us
+            msg = str(record.msg)
+        msg = mask_urls_in(" ".join(msg.split()))
+        if msg and not msg.startswith(_APPRISE_NOISE) and msg not in self.messages:
+            self.messages.append(msg)
+
+
+@contextmanager
+def _apprise_messages() -> Iterator[_AppriseMessages]:
+    """apprise's warnings and errors while it parses URLs and config files, kept (URLs masked) instead of
+    printed: apprise logs a URL it rejects whole, secrets included, and the journal must not get them."""
+    lg = logging.getLogger("apprise")
+    handler = _AppriseMessages()
+    old_propagate, old_level = lg.propagate, lg.level
+    lg.addHandler(handler)
+    lg.propagate = False
+    if lg.level == logging.NOTSET or lg.level > logging.WARNING:
+        lg.setLevel(logging.WARNING)
+    try:
+        yield handler
+    finally:
+        lg.removeHandler(handler)
+        lg.propagate, lg.level = old_propagate, old_level
+
+
+def _since(msgs: List[str], n: int) -> str:
+    return "; ".join(msgs[n:])
+
+
+def resolve_channels(cfg: NotifyConfig, complaints: Optional[List[str]] = None) -> List[Channel]:
+    """The channels of `cfg` with their apprise plugin objects (imports apprise).
+
+    What apprise says about the apprise config file (entries it skips: an unparseable URL...) is appended,
+    masked, to `complaints`; a URL or a file it cannot use at all gives a channel whose `invalid` says why."""
     import apprise  # type: ignore[import-untyped]
 
     out: List[Channel] = []
-    for ch in _channels_from_urls(cfg.urls):
-        plugin = apprise.Apprise.instantiate(ch.url)
-        if plugin is None:
-            ch.invalid = "apprise does not accept this URL (unknown scheme or bad/missing token)"
-        ch.plugin = plugin
-        out.append(ch)
-    if cfg.config:
+    with _apprise_messages() as said:
+        for ch in _channels_from_urls(cfg.urls):
+            n = len(said.messages)
+            plugin = apprise.Apprise.instantiate(ch.url)
+            if plugin is None:
+                detail = _since(said.messages, n)
+                ch.invalid = ("apprise does not accept this URL (unknown scheme or bad/missing token)"
+                              + (f": {detail}" if detail else ""))
+            ch.plugin = plugin
+            out.append(ch)
+        if not cfg.config:
+            return out
+        n = len(said.messages)
         ac = apprise.AppriseConfig()
-        if not ac.add(cfg.config):
-            out.append(Channel(url=f"config://{cfg.config}", name=f"config file {cfg.config}", flavour="text",
-                               invalid="apprise could not read the config file"))
-        else:
+        found: List[Any] = []
+        readable = ac.add(cfg.config)
+        if readable:
             a = apprise.Apprise()
             a.add(ac)
             tag: Any = list(cfg.tags) if cfg.tags else apprise.common.MATCH_ALL_TAG
             found = list(a.find(tag=tag))
-            if not found:
-                out.append(Channel(url=f"config://{cfg.config}", name=f"config file {cfg.config}", flavour="text",
-                                   invalid="no service in the apprise config file"
-                                   + (f" has a tag of {', '.join(cfg.tags)}" if cfg.tags else "")))
-            for plugin in found:
-                url = plugin.url(privacy=False)
-                out.append(Channel(url=url, name=mask_secrets(url), flavour=flavour_of(url), plugin=plugin))
+        detail = _since(said.messages, n)
+    name = f"config file {cfg.config}"
+    if not readable:
+        out.append(Channel(url=f"config://{cfg.config}", name=name, flavour="text",
+                           invalid="apprise could not read the config file" + (f": {detail}" if detail else "")))
+        return out
+    if not found:
+        out.append(Channel(url=f"config://{cfg.config}", name=name, flavour="text",
+                           invalid="no service in the apprise config file"
+                           + (f" has a tag of {', '.join(cfg.tags)}" if cfg.tags else "")
+                           + (f" (apprise: {detail})" if detail else "")))
+    elif detail and complaints is not None:
+        complaints.extend(said.messages[n:])
+    for plugin in found:
+        url = plugin.url(privacy=False)
+        out.append(Channel(url=url, name=mask_secrets(url), flavour=flavour_of(url), plugin=plugin))
     return out
+
+
+def notify_config_errors(cfg: NotifyConfig) -> List[str]:
+    """What the agent would find unusable in `[notify]`, found now (imports apprise): URLs apprise cannot
+    parse, an apprise config file it cannot load (or without a service of the tags), entries of that file it
+    skips.  One line each, naming the configuration file and the key, secrets masked; [] when all is usable.
+    For `auditimds check-config`."""
+    where = f"{cfg.source}: [notify]"
+    errors: List[str] = []
+    if cfg.urls:
+        for i, ch in enumerate(resolve_channels(replace(cfg, config=None, tags=())), 1):
+            if ch.invalid:
+                errors.append(f"{where} urls: item {i} ({ch.name}): {ch.invalid}")
+    if cfg.config:
+        complaints: List[str] = []
+        for ch in resolve_channels(replace(cfg, urls=()), complaints):
+            if ch.invalid:
+                errors.append(f"{where} config: {cfg.config}: {ch.invalid}")
+        errors.extend(f"{where} config: {cfg.config}: apprise skips an entry: {c}" for c in complaints)
+    return errors
 
 
 def apprise_send(title: str, body: str, channel: Channel) -> Tuple[bool, str]:
@@ -227,7 +313,10 @@ class Notifier:
         with self._lock:
             if self._resolved:
                 return
-        chans = resolve_channels(self.cfg)
+        complaints: List[str] = []
+        chans = resolve_channels(self.cfg, complaints)
+        for c in complaints:
+            self.log.warning("apprise config file %s: entry skipped: %s", self.cfg.config, c)
         esc = not _apprise_escapes_slack_text()
         with self._lock:
             self.channels = chans

@@ -38,6 +38,8 @@ HELP = {
     "alerts": "Rule matches (before duplicate suppression).",
     "alerts_emitted": "Alerts written.",
     "alerts_suppressed_duplicates": "Alerts found again after a restart and not written twice.",
+    "alerts_silenced_by_exceptions": "Alerts dropped by [[exceptions]] of the configuration.",
+    "output_errors": "Alert lines that could not be written to an output (stdout, the JSON lines file).",
     "late_events": "Events that arrived after the reorder window.",
     "rule_errors": "Rule evaluation errors.",
     "processes_tracked": "Processes in the process table.",
@@ -221,7 +223,12 @@ def format_status(doc: Mapping[str, Any], now: float) -> List[str]:
     last = doc.get("last_alert")
     last_txt = f"; last alert {last} ({_ago(now - doc['last_alert_ms'] / 1000)})" if last else "; no alert remembered"
     lines.append(f"alerts:         {_n(c, 'alerts_emitted')} emitted, {_n(c, 'alerts_suppressed_duplicates')} "
-                 f"duplicates suppressed (since the last start){last_txt}")
+                 f"duplicates suppressed, {_n(c, 'alerts_silenced_by_exceptions')} silenced by exceptions "
+                 f"(since the last start){last_txt}")
+    if "output_errors" in c:
+        warn = "  <- see the agent's log: disk full, a closed pipe..." if c["output_errors"] else ""
+        lines.append(f"output errors:  {c['output_errors']} alert line(s) not written to stdout or the JSON lines "
+                     f"file{warn}")
     f = c.get("follower") if isinstance(c.get("follower"), dict) else {}
     if f:
         lines.append(f"log follower:   {_n(f, 'rotations')} rotations, {_n(f, 'truncations')} truncations, "
@@ -273,6 +280,7 @@ _HEALTH_KEYS = (
     ("lines", "lines"), ("events", "events"), ("exec_events", "exec"), ("network_events", "network"),
     ("malformed_lines", "malformed"), ("late_events", "late"), ("rule_errors", "rule_errors"),
     ("alerts_emitted", "alerts"), ("alerts_suppressed_duplicates", "duplicates"),
+    ("alerts_silenced_by_exceptions", "silenced"), ("output_errors", "output_errors"),
     ("processes_tracked", "processes"),
 )
 
@@ -303,6 +311,16 @@ def format_health_line(counters: Mapping[str, Any], *, lag_bytes: Optional[int] 
     if kernel_lost is not None:
         parts.append(f"kernel_lost={kernel_lost}")
     return " ".join(parts)
+
+
+def format_stopped_line(counters: Mapping[str, Any]) -> str:
+    """The agent's last log line: `stopped: {...}` with its counters and the notifier's (sent, suppressed,
+    failed, spooled...) as JSON; nested tables (per channel, reassembly...) are left out."""
+    doc: Dict[str, Any] = {k: v for k, v in counters.items() if not isinstance(v, Mapping)}
+    n = counters.get("notify")
+    if isinstance(n, Mapping):
+        doc["notify"] = {k: v for k, v in n.items() if not isinstance(v, Mapping)}
+    return "stopped: " + json.dumps(doc)
 
 
 # -- Prometheus textfile ---------------------------------------------------------------------------------------

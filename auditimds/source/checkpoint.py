@@ -5,10 +5,15 @@ atomically (temporary file in the same directory, fsync, rename, fsync of the di
 it holds either the old or the new state, never a mix.  A state file that cannot be used is an error
 the user must resolve (`CheckpointError`, one line): silently starting from scratch would lose or
 repeat events without anyone noticing.
+
+`lock_state_dir` keeps a second agent off a state dir that is in use (both would emit every alert and
+overwrite each other's state); readers (`auditimds status`) never take the lock.
 """
 
 from __future__ import annotations
 
+import errno
+import fcntl
 import json
 import os
 import stat
@@ -19,6 +24,7 @@ from typing import Any, Dict, Optional
 
 STATE_VERSION = 1
 MAX_STATE_BYTES = 16 << 20
+LOCK_FILE = "lock"
 
 
 class CheckpointError(Exception):
@@ -111,3 +117,62 @@ def load_state(path: Path) -> Optional[Dict[str, Any]]:
     if not isinstance(state, dict):
         raise CheckpointError(f"state file {path} is corrupt (no state object); {_fresh(path)}")
     return state
+
+
+def same_log(saved: Optional[str], current: str) -> bool:
+    """Whether the log a state was saved for is `current`: different spellings of one file (relative,
+    `./`, through a symlinked directory) are the same log.  A state without a log is anyone's."""
+    if saved is None:
+        return True
+    if not isinstance(saved, str):
+        return False
+    return saved == current or os.path.realpath(saved) == os.path.realpath(current)
+
+
+class StateLockedError(Exception):
+    """Another process holds the state dir's lock; the message is one line meant for the user."""
+
+    def __init__(self, state_dir: Path, pid: Optional[int]) -> None:
+        who = f"another auditimds (pid {pid})" if pid is not None else "another auditimds"
+        super().__init__(f"state dir {state_dir} is in use by {who}: stop it, or give this one its own "
+                         "--state-dir ([state] dir)")
+        self.pid = pid
+
+
+def _read_pid(fd: int) -> Optional[int]:
+    try:
+        text = os.pread(fd, 32, 0).decode("ascii", "replace").strip()
+    except OSError:
+        return None
+    return int(text) if text.isdigit() else None
+
+
+def lock_state_dir(state_dir: Path, pid: int) -> int:
+    """Take the exclusive lock of `state_dir` (flock on STATE_DIR/lock) and write `pid` in the lock file.
+
+    Returns the file descriptor that holds the lock: closing it (or the process ending, however it ends)
+    releases the lock.  Raises StateLockedError when another process holds it, OSError when the lock file
+    cannot be created."""
+    path = Path(state_dir) / LOCK_FILE
+    fd = os.open(str(path), os.O_RDWR | os.O_CREAT | getattr(os, "O_CLOEXEC", 0), 0o600)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except OSError as e:
+        other = _read_pid(fd) if e.errno in (errno.EWOULDBLOCK, errno.EAGAIN, errno.EACCES) else None
+        os.close(fd)
+        if e.errno in (errno.EWOULDBLOCK, errno.EAGAIN, errno.EACCES):
+            raise StateLockedError(Path(state_dir), other) from None
+        raise
+    try:
+        os.ftruncate(fd, 0)
+        os.pwrite(fd, f"{pid}\n".encode("ascii"), 0)
+    except OSError:
+        pass  # the lock is what matters; the pid is only for the other agent's message
+    return fd
+
+
+def unlock_state_dir(fd: int) -> None:
+    try:
+        os.close(fd)
+    except OSError:
+        pass

@@ -359,3 +359,46 @@ def test_body_truncation_and_generic_title() -> None:
 @pytest.fixture(autouse=True)
 def _quiet_logs(caplog: pytest.LogCaptureFixture) -> None:
     caplog.set_level(logging.INFO, logger="auditimds.notify")
+
+
+# -- check-config: what the agent would find unusable, found before it runs ----------------------------------
+
+def test_notify_config_errors_name_the_key_and_mask_secrets(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    from auditimds.alerts.notify import notify_config_errors
+
+    caplog.set_level(logging.DEBUG)
+    cfg = parse_notify({"urls": ["notascheme://Hunter2pw@foo", "json://user:Hunter2pw@127.0.0.1/"]}, "c.toml")
+    assert notify_config_errors(cfg) == [
+        "c.toml: [notify] urls: item 1 (notascheme://***): apprise does not accept this URL (unknown scheme or "
+        "bad/missing token): Unparseable URL notascheme://***"]
+    # apprise logs the URLs it rejects whole: none of that reaches the log
+    assert "Hunter2pw" not in caplog.text
+
+
+@pytest.mark.parametrize("name,text,reason", [
+    ("ap.yml", "urls: [\n  - : x\n",
+     "no service in the apprise config file (apprise: Invalid Apprise YAML data specified.)"),
+    ("ap.txt", "hello world\n", "no service in the apprise config file (apprise: Unparseable tag assignment"),
+    ("ap.txt", "json://u:Hunter2pw@h/\nnotascheme://Hunter2pw@x\n",
+     "apprise skips an entry: Unparseable URL notascheme://***"),
+])
+def test_notify_config_errors_for_an_apprise_file(tmp_path: Path, caplog: pytest.LogCaptureFixture, name: str,
+                                                  text: str, reason: str) -> None:
+    from auditimds.alerts.notify import notify_config_errors
+
+    caplog.set_level(logging.DEBUG)
+    ap = tmp_path / name
+    ap.write_text(text)
+    errors = notify_config_errors(parse_notify({"config": str(ap)}, "c.toml"))
+    assert len(errors) == 1 and errors[0].startswith(f"c.toml: [notify] config: {ap}: {reason}"), errors
+    assert "Hunter2pw" not in errors[0] and "Hunter2pw" not in caplog.text
+
+
+def test_notify_config_errors_none_for_a_usable_config(tmp_path: Path) -> None:
+    from auditimds.alerts.notify import notify_config_errors
+
+    ap = tmp_path / "ap.yml"
+    ap.write_text("urls:\n  - json://user:pw@127.0.0.1/:\n      tag: ops\n")
+    assert notify_config_errors(parse_notify({"urls": ["json://127.0.0.1/"], "config": str(ap)}, "c.toml")) == []
+    errors = notify_config_errors(parse_notify({"config": str(ap), "tags": ["dev"]}, "c.toml"))
+    assert errors == [f"c.toml: [notify] config: {ap}: no service in the apprise config file has a tag of dev"]

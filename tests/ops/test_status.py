@@ -17,6 +17,7 @@ from auditimds.ops.status import (
     EXIT_OK,
     collect_status,
     format_health_line,
+    format_stopped_line,
     log_lag,
     render_prometheus,
     status,
@@ -187,3 +188,34 @@ def test_prometheus_textfile_unwritable_dir_raises(tmp_path):
 def test_render_is_valid_for_empty_counters():
     text = render_prometheus({}, now=NOW)
     assert text.endswith("auditimds_textfile_timestamp_seconds 1800000000.0\n")
+
+
+def test_silenced_alerts_and_output_errors_in_status_and_health_line(agent):
+    counters = dict(COUNTERS, alerts_silenced_by_exceptions=6, output_errors=2)
+    make_state(agent.state, agent.log, 400, counters=counters)
+    out = io.StringIO()
+    assert status(agent.state, out, now=NOW, run=no_auditctl) == EXIT_OK
+    text = out.getvalue()
+    assert "4 emitted, 1 duplicates suppressed, 6 silenced by exceptions (since the last start)" in text
+    assert "output errors:  2 alert line(s) not written to stdout or the JSON lines file  <- see the agent's log" in text
+    line = format_health_line(counters)
+    assert "duplicates=1 silenced=6 output_errors=2 processes=42" in line
+    prom = render_prometheus(counters, now=NOW)
+    assert "auditimds_alerts_silenced_by_exceptions_total 6\n" in prom and "auditimds_output_errors_total 2\n" in prom
+    # state of an older agent: no output counter, no line about it
+    make_state(agent.state, agent.log, 400)
+    out = io.StringIO()
+    status(agent.state, out, now=NOW, run=no_auditctl)
+    assert "? silenced by exceptions" in out.getvalue() and "output errors" not in out.getvalue()
+
+
+def test_stopped_line_has_the_notifier_counters():
+    counters = dict(COUNTERS, notify={"sent": 3, "suppressed": 1, "failed": 2, "spooled": 1,
+                                      "channels": {"json://***": {"sent": 3, "state": "ok"}}})
+    line = format_stopped_line(counters)
+    assert line.startswith("stopped: {")
+    doc = json.loads(line[len("stopped: "):])
+    assert doc["notify"] == {"sent": 3, "suppressed": 1, "failed": 2, "spooled": 1}
+    assert doc["lines"] == 1200 and doc["alerts_emitted"] == 4
+    assert "follower" not in doc and "reassembly" not in doc
+    assert "notify" not in json.loads(format_stopped_line(COUNTERS)[len("stopped: "):])

@@ -202,9 +202,10 @@ def run_once(tmp: Path, append: bytes, graceful: bool = True) -> list:
     d.step(0.0)
     if graceful:
         d.close(0.0)
-    else:  # kill -9 after the step's checkpoint
+    else:  # kill -9 after the step's checkpoint (the end of the process releases the state dir's lock)
         d.follower.close()
         d.follower = None
+        d.release_lock()
     return new_terms_alerts(out)
 
 
