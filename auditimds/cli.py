@@ -401,6 +401,12 @@ def cmd_check_config(args: argparse.Namespace, out: TextIO) -> int:
         raise UsageError(str(e)) from None
     load_rule_set([("[rules] paths:", p) for p in cfg.rule_paths], cfg.builtin_rules,
                   none_given="no [rules] paths given")
+    if cfg.notify.enabled:  # what `run` would reject: URLs and apprise files apprise cannot use
+        from .alerts.notify import notify_config_errors
+
+        errors = notify_config_errors(cfg.notify)
+        if errors:
+            raise UsageError("; ".join(errors))
     out.write("\n".join(describe(cfg)) + "\n")
     print(f"auditimds: {cfg.source}: configuration OK", file=sys.stderr)
     return EXIT_OK

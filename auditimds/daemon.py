@@ -696,10 +696,7 @@ def run_stdin(cfg: Config, load_rules: Callable[[Config], List[Any]],
     """
     import select
 
-    rules = load_rules(cfg)
-    host_id, host_name = host(cfg)
-    d = Daemon(cfg, rules, host_id=host_id, host_name=host_name, resolver=ProcResolver())
-    d.start_stream()
+    # signal handlers first: a SIGTERM or SIGHUP during start-up must not kill the agent the default way
     flags = {"stop": False}
 
     def on_stop(signum: int, _frame: Any) -> None:
@@ -709,6 +706,10 @@ def run_stdin(cfg: Config, load_rules: Callable[[Config], List[Any]],
     signal.signal(signal.SIGINT, on_stop)
     signal.signal(signal.SIGHUP, signal.SIG_IGN)  # auditd sends SIGHUP to plugins on its own reload
     sigpipe = SignalPipe()
+    rules = load_rules(cfg)
+    host_id, host_name = host(cfg)
+    d = Daemon(cfg, rules, host_id=host_id, host_name=host_name, resolver=ProcResolver())
+    d.start_stream()
     log.info("reading audit records from standard input (plugin mode), %d rule(s)", len(rules))
     partial = b""
     try:
@@ -748,11 +749,8 @@ def run_daemon(cfg: Config, config_path: Optional[str], overrides: Dict[str, Any
     """The loop of `auditimds run`.  Returns the exit code."""
     from .source.watch import Waker
 
-    rules = load_rules(cfg)
-    host_id, host_name = host(cfg)
-    d = Daemon(cfg, rules, host_id=host_id, host_name=host_name, resolver=ProcResolver())
-    d.start()
-    waker = Waker(cfg.input_path, log=log)
+    # signal handlers first: a SIGTERM or SIGHUP during start-up (loading rules, catching up) must not kill the
+    # agent the default way; the flags are seen when the loop starts
     flags = {"stop": False, "reload": False}
 
     def on_stop(signum: int, _frame: Any) -> None:
@@ -765,6 +763,11 @@ def run_daemon(cfg: Config, config_path: Optional[str], overrides: Dict[str, Any
     signal.signal(signal.SIGINT, on_stop)
     signal.signal(signal.SIGHUP, on_hup)
     sigpipe = SignalPipe()
+    rules = load_rules(cfg)
+    host_id, host_name = host(cfg)
+    d = Daemon(cfg, rules, host_id=host_id, host_name=host_name, resolver=ProcResolver())
+    d.start()
+    waker = Waker(cfg.input_path, log=log)
     sigpipe.forward_to(waker.wake)
     waker.start()
     log.info("following %s (%s), %d rule(s), state in %s, alerts to %s", cfg.input_path, waker.mode, len(rules),

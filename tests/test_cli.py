@@ -345,3 +345,15 @@ def test_doctor_knows_when_the_log_came_from_log_option(monkeypatch):
     assert main(["doctor", "--config", str(REPO / "config" / "auditimds.toml")]) == 0
     assert seen[0] == ("/x/audit.log", {"log_from_option": True})
     assert seen[1][1] == {"log_from_option": False}
+
+
+def test_check_config_refuses_notify_urls_apprise_cannot_use(tmp_path):
+    cfg = tmp_path / "auditimds.toml"
+    cfg.write_text('[notify]\nurls = ["notascheme://user:s3cretpw@127.0.0.1/x"]\n')
+    os.chmod(cfg, 0o600)
+    r = cli("check-config", str(cfg))
+    assert r.returncode == 2, r.stdout + r.stderr
+    assert "[notify] urls" in r.stderr and "s3cretpw" not in r.stderr + r.stdout
+    cfg.write_text('[notify]\nurls = ["json://127.0.0.1:9/x"]\n')
+    r = cli("check-config", str(cfg))
+    assert r.returncode == 0, r.stderr

@@ -10,6 +10,8 @@ import sys
 import time
 from pathlib import Path
 
+import pytest
+
 from tests.conftest import REPO
 
 FIXTURE = (REPO / "tests" / "fixtures" / "host-a-three-scenarios.log").read_bytes()
@@ -19,7 +21,7 @@ def wait_for(cond, what, deadline=20.0):
     end = time.monotonic() + deadline
     while not cond():
         if time.monotonic() > end:
-            raise AssertionError(f"timed out waiting for {what}")
+            raise AssertionError(f"timed out waiting for {what() if callable(what) else what}")
         time.sleep(0.05)
 
 
@@ -40,7 +42,8 @@ def test_sighup_reload_and_sigterm(tmp_path: Path):
         # a broken file: refused with one line, the agent keeps running with the old configuration
         cfg.write_text("[input]\nstart = 1\n")
         p.send_signal(signal.SIGHUP)
-        wait_for(lambda: "reload refused" in err.read_text(), "the refusal")
+        wait_for(lambda: "reload refused" in err.read_text(),
+                 lambda: f"the refusal (agent exit code {p.poll()}, stderr: {err.read_text()!r})")
         assert p.poll() is None
         line = [ln for ln in err.read_text().splitlines() if "reload refused" in ln][0]
         assert "[input] start: must be a string" in line
@@ -63,3 +66,38 @@ def test_sighup_reload_and_sigterm(tmp_path: Path):
     assert "Traceback" not in text and "stopped:" in text
     state = json.loads((tmp_path / "state" / "state.json").read_text())["state"]
     assert state["counters"]["alerts_silenced_by_exceptions"] == 1
+
+
+@pytest.mark.parametrize("mode", ["file", "stdin"])
+def test_signal_handlers_are_in_place_before_start_up_work(tmp_path: Path, mode: str):
+    """A SIGTERM or SIGHUP while the agent loads its rules or catches up must not kill it the default way
+    (SIGHUP's default action terminates): the handlers are installed before any start-up work."""
+    from auditimds.config import Config
+    from auditimds.daemon import run_daemon, run_stdin
+
+    seen = {}
+
+    class Abort(Exception):
+        pass
+
+    def load_rules(_cfg):
+        seen["term"] = signal.getsignal(signal.SIGTERM)
+        seen["hup"] = signal.getsignal(signal.SIGHUP)
+        raise Abort
+
+    old = {s: signal.getsignal(s) for s in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP)}
+    old_fd = signal.set_wakeup_fd(-1)
+    signal.set_wakeup_fd(old_fd)
+    cfg = Config(input_path=str(tmp_path / "audit.log"), state_dir=str(tmp_path / "state"))
+    try:
+        with pytest.raises(Abort):
+            if mode == "file":
+                run_daemon(cfg, None, {}, load_rules, lambda _c: ("h", "h"))
+            else:
+                run_stdin(cfg, load_rules, lambda _c: ("h", "h"))
+    finally:
+        for s, h in old.items():
+            signal.signal(s, h)
+        signal.set_wakeup_fd(old_fd)
+    assert callable(seen["term"]) and seen["term"] not in (signal.SIG_DFL, signal.SIG_IGN)
+    assert seen["hup"] is not signal.SIG_DFL

@@ -652,14 +652,14 @@ def run_checks(
                         f"chown -R {user.name}: {state_dir} && chmod 0700 {state_dir}"))
         else:
             add(Finding(OK, "state dir", f"{state_dir} is writable by {user.name}"))
-            from ..source.checkpoint import CheckpointError, load_state
+            from ..source.checkpoint import CheckpointError, load_state, same_log
 
             try:
                 state = load_state(state_dir / "state.json")
             except CheckpointError as e:
                 add(Finding(FAIL, "state file", str(e), f"rm {state_dir / 'state.json'}"))
             else:
-                if state is not None and state.get("log") not in (None, cfg.input_path):
+                if state is not None and not same_log(state.get("log"), cfg.input_path):
                     add(Finding(WARN, "state file", f"the saved position is for {state.get('log')}, not "
                                 f"{cfg.input_path}: it will be ignored"))
 
