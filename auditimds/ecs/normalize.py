@@ -198,8 +198,10 @@ class Normalizer:
     @staticmethod
     def _filler(aev: AuditEvent, name: str, host_name: str, proc: Proc) -> Callable[[EcsEvent], None]:
         """Deferred output fields of one event (see EcsEvent).  Rules may hold events for a while, so this
-        keeps nothing but references: the SYSCALL record is parsed again when the fields are needed."""
-        return partial(_fill_output, aev, name, host_name, proc)
+        keeps only what it needs — the SYSCALL record, parsed again when the fields are read, and the serial —
+        not the whole audit event."""
+        line, off = aev.syscall  # type: ignore[misc]
+        return partial(_fill_output, line, off, aev.serial, name, host_name, proc)
 
     @staticmethod
     def _leader_fields(d: Dict[str, Any], p: Proc) -> None:
@@ -347,15 +349,14 @@ def _rebuild_cut(records: Any) -> "Tuple[list, bool]":
     return argv, True
 
 
-def _fill_output(aev: AuditEvent, name: str, host_name: str, proc: Proc, d: EcsEvent) -> None:
-    line, off = aev.syscall  # type: ignore[misc]
+def _fill_output(line: bytes, off: int, serial: int, name: str, host_name: str, proc: Proc, d: EcsEvent) -> None:
     f = parse_fields(kernel_part(line, off))
     arch = _arch(f.get(b"arch"))
     exit_code = _int(f.get(b"exit"))
     d["event.kind"] = "event"
     d["event.module"] = "auditd"
     d["host.name"] = host_name
-    d["auditd.sequence"] = aev.serial
+    d["auditd.sequence"] = serial
     d["auditd.data.syscall"] = name
     d["auditd.data.exit"] = exit_code
     if arch is not None:

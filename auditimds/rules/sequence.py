@@ -364,17 +364,32 @@ class SequenceMatcher(CompiledQuery):
         """`process` for the common shape (two stages, lazy first stage, no until): same results, less work
         per event (most events only join the candidate window)."""
         cat = ev["event.category"]
-        if cat.__class__ is list and len(cat) == 1:
-            cat = cat[0]
-        stages = self._dispatch.get(cat) if cat.__class__ is str else None
-        if stages is None:
-            stages = self._stages_for(ev["event.category"])
+        if cat.__class__ is list and len(cat) == 1 and cat[0].__class__ is str:
+            stages = self._dispatch.get(cat[0])
+            if stages is None:
+                stages = self._stages_for(cat)
+        else:
+            stages = self._stages_for(cat)
         if seq < self._last_seq:
             self._reset_lazy()
         self._last_seq = seq
         cands = self._cands
         if stages == (0,):  # the usual case (a first-stage-only event, e.g. an exec): it joins the window
-            self._add_candidate(cands, ev, ts_ns, seq)
+            # (_add_candidate inlined for the common in-order case)
+            maxspan = self.maxspan
+            if ts_ns + maxspan >= self._cand_newest:  # type: ignore[operator]
+                self._behind = 0
+                if ts_ns > self._cand_newest:
+                    self._cand_newest = ts_ns
+                limit = ts_ns - maxspan  # type: ignore[operator]
+                while cands and cands[0][0] < limit:
+                    cands.popleft()
+                    self.expired += 1
+                cands.append([ts_ns, seq, ev, _UNK, _UNK])
+                if len(cands) > self.max_candidates:
+                    self._spill_evicted(cands.popleft())
+            else:
+                self._add_candidate(cands, ev, ts_ns, seq)
             return []
         out: List[List[Mapping[str, Any]]] = []
         for k in stages:
