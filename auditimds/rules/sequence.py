@@ -47,6 +47,7 @@ class _NoKey:
 
 NOKEY: Any = _NoKey()
 _UNK: Any = object()  # not computed yet
+_USED: Any = object()  # a candidate already consumed by a match: never used twice
 
 # Lazy first stage: this many first-stage events in a row, each more than maxspan older than the newest
 # candidate, mean the clock stepped back (a single late event does not).
@@ -187,6 +188,7 @@ class SequenceMatcher(CompiledQuery):
         self._multi_cache: Dict[Tuple[Any, ...], Tuple[int, ...]] = {}
         self._sweep_every = max(self.maxspan // 2, 1_000_000) if self.maxspan is not None else None
         self._next_sweep: int | None = None
+        self._sweep_behind = 0  # consecutive events far behind the sweep schedule (clock step detection)
         # Lazy first stage (needs a maxspan): stage-0 events are kept as candidates for maxspan, unevaluated;
         # the stage-0 predicate and key of a candidate are computed only when a stage-1 event looks for a
         # sequence to advance (newest candidate of its key first), at most once each.  Same matches as the
@@ -217,7 +219,7 @@ class SequenceMatcher(CompiledQuery):
     @property
     def pending(self) -> int:
         """Partial sequences held (with a lazy first stage: plus the unevaluated stage-0 candidates)."""
-        return sum(len(d) for d in self.slots) + len(self._cands)
+        return sum(len(d) for d in self.slots) + len(self._cands) + len(self._spill)
 
     def _stages_for(self, cat: Any) -> Tuple[int, ...]:
         if cat.__class__ is str:
@@ -264,6 +266,14 @@ class SequenceMatcher(CompiledQuery):
                     self.expired += 1
                 else:
                     break
+
+    def _drop_future_slots(self, ts_ns: int) -> None:
+        """The clock stepped back to about `ts_ns`: pending sequences of the old timeline go."""
+        horizon = ts_ns + self.maxspan + self.skew_ns + LATE_GRACE_NS  # type: ignore[operator]
+        for d in self.slots:
+            for k in [k for k, rec in d.items() if rec[0] > horizon]:
+                del d[k]
+                self.expired += 1
 
     def _put(self, d: OrderedDict[Any, list], key: Any, rec: list) -> None:
         if key in d:
@@ -316,7 +326,12 @@ class SequenceMatcher(CompiledQuery):
             ok = c[4]
             if ok is _UNK:
                 ok = c[4] = bool(pred(c[2]))
+            if ok is _USED:
+                # the first stage this (late) event would pair with in time order was already used by a later
+                # one: an event is never part of two matches, and older candidates were overwritten by it
+                return None
             if ok:
+                c[4] = _USED
                 self._kill(key, ts_ns, seq)
                 if self._spill.get(key) is c:
                     del self._spill[key]
@@ -330,11 +345,13 @@ class SequenceMatcher(CompiledQuery):
             self._dead[key] = [(ts_ns, seq)]
         else:
             insort(marks, (ts_ns, seq))
-            if len(marks) > 64:  # one key consumed over and over: only the window's marks can matter
-                limit = self._cand_newest - 2 * self.maxspan  # type: ignore[operator]
-                del marks[: max(0, bisect_left(marks, (limit, -1)) - 1)]
-        if len(self._dead) > 4096 + 2 * len(self._cands):  # bounded: marks older than the window kill nothing
-            limit = self._cand_newest - 2 * self.maxspan  # type: ignore[operator]
+        # bounded: marks more than two windows before this event kill nothing it or later events could use (by
+        # this event's time, not the newest candidate's: after an unconfirmed clock step that would be the
+        # old timeline's, and every new mark would look old)
+        limit = ts_ns - 2 * self.maxspan  # type: ignore[operator]
+        if marks is not None and len(marks) > 64:  # one key consumed over and over
+            del marks[: max(0, bisect_left(marks, (limit, -1)) - 1)]
+        if len(self._dead) > 4096 + 2 * len(self._cands):
             self._dead = {k: m for k, m in self._dead.items() if m[-1][0] >= limit}
 
     def _spill_evicted(self, c: list) -> None:
@@ -342,7 +359,7 @@ class SequenceMatcher(CompiledQuery):
         ok = c[4]
         if ok is _UNK:
             ok = bool(self.preds[0](c[2]))
-        if not ok:
+        if ok is not True:  # no match, or already used
             return
         key = c[3]
         if key is _UNK:
@@ -355,6 +372,13 @@ class SequenceMatcher(CompiledQuery):
             return  # a newer (in time) first-stage match of the key is already kept
         spill[key] = c
         spill.move_to_end(key)
+        limit = c[0] - self.maxspan - LATE_GRACE_NS  # type: ignore[operator]
+        while spill:  # oldest first: what is too old for any second stage goes
+            first = next(iter(spill))
+            if spill[first][0] >= limit:
+                break
+            del spill[first]
+            self.expired += 1
         if len(spill) > self.max_keys:
             spill.popitem(last=False)
             self.evicted += 1
@@ -461,8 +485,19 @@ class SequenceMatcher(CompiledQuery):
             if nxt is None:
                 self._next_sweep = ts_ns + self._sweep_every
             elif ts_ns >= nxt:
+                self._sweep_behind = 0
                 self.prune(ts_ns)
                 self._next_sweep = ts_ns + self._sweep_every
+            elif ts_ns + self._sweep_every + self.maxspan + LATE_GRACE_NS < nxt:  # type: ignore[operator]
+                # far behind the sweep schedule: a late event, or (after a run of them) a clock step back,
+                # whose old-timeline slots no sweep would reach before the new clock catches up
+                self._sweep_behind += 1
+                if self._sweep_behind >= CLOCK_STEP_EVENTS:
+                    self._sweep_behind = 0
+                    self._drop_future_slots(ts_ns)
+                    self._next_sweep = ts_ns + self._sweep_every
+            else:
+                self._sweep_behind = 0
         slots = self.slots
         if self.until_pred is not None and _category_matches(ev["event.category"], self.until_cat):
             if (any(slots) or self._cands) and self.until_pred(ev):

@@ -7,7 +7,7 @@ import random
 import pytest
 
 from auditimds.rules.eql_compile import compile_query
-from auditimds.rules.sequence import CLOCK_STEP_EVENTS
+from auditimds.rules.sequence import CLOCK_STEP_EVENTS, LATE_GRACE_NS
 
 S = 1_000_000_000
 
@@ -246,3 +246,57 @@ def test_consumption_marks_stay_bounded():
         assert len(cq.process(_ev("network", "B", host, 2 * i + 1), i * 10_000_000 + 1, seq + 1)) == 1
         seq += 2
     assert len(cq._dead) <= 4096 + 2 * len(cq._cands) + 1
+
+
+DUP_Q = ('sequence by host.id with maxspan=2s [process where event.action == "A"] '
+         '[network where event.action == "B"]')
+
+
+@pytest.mark.parametrize("lazy", [True, False])
+def test_a_first_stage_is_never_used_twice_by_a_late_second_stage(lazy):
+    # A@0, B1@0.5 s takes it; B2 stamped 1 ns (written late) would have taken A in time order: A is used once
+    stream = [(0, _ev("process", "A", "h1", 1)), (S // 2, _ev("network", "B", "h1", 2)),
+              (1, _ev("network", "B", "h1", 3))]
+    assert _run(DUP_Q, stream, lazy) == [[1, 2]]
+
+
+def test_marks_survive_an_unconfirmed_clock_step():
+    # 64 consumptions of one key, then the clock steps back an hour: A, B1, B2 on the new timeline give one
+    # match (the trim of consumption marks used the old timeline's time and dropped the new marks)
+    cq = compile_query(DUP_Q, lazy_first=True)
+    seq, out = 0, []
+    for i in range(64):  # the next consumption makes 65 marks: the per-key trim runs
+        for cat, act in (("process", "A"), ("network", "B")):
+            out += cq.process(_ev(cat, act, "h1", seq), 7200 * S + i * 10 * S + seq, seq)
+            seq += 1
+    assert len(out) == 64
+    new = []
+    for ts, cat, act in ((3600 * S, "process", "A"), (3600 * S + S // 10, "network", "B"),
+                         (3600 * S + S // 5, "network", "B")):
+        new += [[e["id"] for e in m] for m in cq.process(_ev(cat, act, "h1", seq), ts, seq)]
+        seq += 1
+    assert new == [[128, 129]]
+
+
+def test_eager_slots_of_an_old_timeline_go_after_a_clock_step():
+    cq = compile_query(DUP_Q, lazy_first=False)
+    seq = 0
+    for i in range(5000):  # pending first stages of 5,000 keys on the old timeline
+        cq.process(_ev("process", "A", f"h{i}", seq), 7200 * S + i * 1000, seq)
+        seq += 1
+    assert cq.pending == 5000
+    for i in range(CLOCK_STEP_EVENTS + 10):  # the clock steps back an hour: a run of events on the new timeline
+        cq.process(_ev("network", "Z", "x", seq), 3600 * S + i * 1000, seq)
+        seq += 1
+    assert cq.pending == 0
+
+
+def test_spilled_first_stages_do_not_pile_up():
+    q = ('sequence by host.id with maxspan=2s [process where event.action == "A"] '
+         '[network where event.action == "B"]')
+    cq = compile_query(q, lazy_first=True)
+    cq.max_candidates = 100  # every candidate beyond 100 is evaluated and spilled
+    for i in range(50_000):  # 50,000 distinct keys at 1,000 events/s: only recent spills can still match
+        cq.process(_ev("process", "A", f"h{i}", i), i * 1_000_000, i)
+    assert len(cq._spill) <= 1000 * (2 + LATE_GRACE_NS // S) + 1
+    assert cq.pending >= len(cq._spill)
