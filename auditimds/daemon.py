@@ -57,8 +57,13 @@ STATE_FILE = "state.json"
 NEW_TERMS_FILE = "new_terms.json"
 REASSEMBLY_TIMEOUT_S = 2
 RESUME_MARGIN_MS = 2000
-CHECKPOINT_INTERVAL_S = 1.0
-BUSY_POLL_INTERVAL_S = 0.05
+# The position is saved every 5 s while lines come in (an alert saves it at once): a crash re-reads at most
+# these 5 s more, and the alert ledger suppresses repeats.
+CHECKPOINT_INTERVAL_S = 5.0
+# A busy log (at least BUSY_LINES_PER_S lines a second, about 330 execs/s) is read every BUSY_POLL_INTERVAL_S
+# with the watch paused; below that, inotify wakes the agent at each write (an alert within milliseconds).
+BUSY_POLL_INTERVAL_S = 0.1
+BUSY_LINES_PER_S = 2000
 CATCH_UP_CHECKPOINT_BATCHES = 32  # about 32 MB of log
 BUSY_QUIET_POLLS = 4
 OUTPUT_ERROR_REMINDER_S = 3600.0
@@ -649,6 +654,44 @@ class Daemon:
         return None
 
 
+class Cadence:
+    """When to stop watching the log and read it on a timer instead, from the rate at which lines arrive.
+
+    Every line auditd writes is one inotify event, turned into Python objects on watchdog's threads: under a
+    sustained load that costs more than reading the log ten times a second.  Below `busy_lines_per_s` the
+    watch stays on and an alert is written milliseconds after its record.  The rate is measured over windows
+    of at least `interval` seconds; once busy, `quiet_windows` windows in a row below the rate go back to
+    watching (hysteresis: a log near the threshold does not flap).  Time is passed in.
+    """
+
+    def __init__(self, busy_lines_per_s: float = BUSY_LINES_PER_S, interval: float = BUSY_POLL_INTERVAL_S,
+                 quiet_windows: int = BUSY_QUIET_POLLS) -> None:
+        self.busy_lines_per_s = busy_lines_per_s
+        self.interval = interval
+        self.quiet_windows = quiet_windows
+        self.busy = False
+        self._start: Optional[float] = None
+        self._lines = 0
+        self._quiet = 0
+
+    def observe(self, lines: int, now: float) -> None:
+        """`lines` were read by the step that ran at `now`."""
+        if self._start is None or now < self._start:  # first call, or the clock went back
+            self._start, self._lines = now, 0
+        self._lines += lines
+        elapsed = now - self._start
+        if elapsed < self.interval:
+            return
+        fast = self._lines >= self.busy_lines_per_s * elapsed
+        self._start, self._lines = now, 0
+        if fast:
+            self.busy, self._quiet = True, 0
+        elif self.busy:
+            self._quiet += 1
+            if self._quiet >= self.quiet_windows:
+                self.busy, self._quiet = False, 0
+
+
 class SignalPipe:
     """Signals wake the loop through a pipe (`signal.set_wakeup_fd`), never by calling into threading from a
     handler: a handler that sets a `threading.Event` while the interrupted main thread holds that Event's
@@ -773,10 +816,11 @@ def run_daemon(cfg: Config, config_path: Optional[str], overrides: Dict[str, Any
     log.info("following %s (%s), %d rule(s), state in %s, alerts to %s", cfg.input_path, waker.mode, len(rules),
              cfg.state_dir, ", ".join(x for x in ("stdout" if cfg.output_stdout else "", cfg.output_jsonl or "") if x)
              or "nowhere")
-    quiet_polls = 0
+    cadence = Cadence()
     try:
         while not flags["stop"]:
             n = d.step(time.time())
+            cadence.observe(n, time.time())
             if flags["reload"]:
                 flags["reload"] = False
                 try:
@@ -790,17 +834,13 @@ def run_daemon(cfg: Config, config_path: Optional[str], overrides: Dict[str, Any
                     log.info("configuration reloaded from %s: %d rule(s)", new_cfg.source, len(new_rules))
             if flags["stop"]:
                 break
-            # Adaptive wake-up: inotify wakes us from idle; while lines keep coming, read on a short cadence
-            # with the watch paused (one inotify event per written line costs more than a few reads a
-            # second), and watch again once the log has been quiet for a few polls.
-            if n:
-                quiet_polls = 0
+            # Adaptive wake-up (see Cadence): inotify wakes us at each write while the log is calm; a busy log
+            # is read every BUSY_POLL_INTERVAL_S with the watch paused, until its rate has been low a while.
+            if cadence.busy:
                 waker.pause()
+                waker.wait(BUSY_POLL_INTERVAL_S)
+                continue
             if waker.paused:
-                quiet_polls += 1
-                if quiet_polls <= BUSY_QUIET_POLLS:
-                    waker.wait(BUSY_POLL_INTERVAL_S)
-                    continue
                 waker.resume()
                 continue  # look once more: lines may have arrived before the watch was back
             waker.wait(d.wait_timeout(time.time()))

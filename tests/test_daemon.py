@@ -132,6 +132,43 @@ def test_graceful_stop_then_restart_emits_nothing_twice(tmp_path, expected):
     assert 0 < state["resume"]["offset"] < len(b"".join(LOG_LINES))
 
 
+def test_busy_log_saves_the_state_once_per_interval_and_an_alert_at_once(tmp_path, monkeypatch, expected):
+    """Under load the state file is written every CHECKPOINT_INTERVAL_S, not at every read; an alert's id is
+    saved in the step that emitted it (a crash right after must not repeat it)."""
+    import auditimds.daemon as daemon_mod
+
+    saves: List[tuple] = []
+    real_save = daemon_mod.save_state
+
+    def counting_save(path, state):
+        saves.append((now[0], [a for a, _ in state["alerts"]]))
+        return real_save(path, state)
+
+    monkeypatch.setattr(daemon_mod, "save_state", counting_save)
+    now = [1000.0]
+    log = tmp_path / "audit.log"
+    log.write_bytes(b"")
+    out = io.StringIO()
+    d = daemon(tmp_path, out, interval=daemon_mod.CHECKPOINT_INTERVAL_S)
+    saves.clear()  # the one written at start
+    emitted_at = {}
+    for ln in LOG_LINES:  # one line per 100 ms poll: a log that never goes quiet
+        with open(log, "ab") as f:
+            f.write(ln)
+        now[0] += 0.1
+        d.step(now[0])
+        for a in ids(out):
+            emitted_at.setdefault(a, now[0])
+    assert sorted(emitted_at) == sorted(expected)
+    for alert_id, t in emitted_at.items():  # saved in the same step
+        assert any(ts == t and alert_id in ids_ for ts, ids_ in saves), alert_id
+    duration = len(LOG_LINES) * 0.1
+    periodic = [ts for ts, _ in saves if ts not in emitted_at.values()]
+    assert len(periodic) <= duration / daemon_mod.CHECKPOINT_INTERVAL_S + 1
+    assert len(saves) < len(LOG_LINES) / 10  # not one per read
+    d.close(now[0])
+
+
 def test_quiet_log_completes_events_on_the_wall_clock(tmp_path):
     # everything but the last PROCTITLE of wget's IMDS connect
     last = max(i for i, ln in enumerate(LOG_LINES) if b"type=SOCKADDR" in ln and b"A9FEA9FE" in ln)
@@ -550,3 +587,51 @@ def test_a_reload_changes_or_removes_the_alerts_file_or_keeps_it_when_refused(tm
     d.apply(replace(cfg, output_jsonl=None), fresh_rules())
     assert d._jsonl is None and d.cfg.output_jsonl is None
     d.close(0.0)
+
+
+# -- read cadence ---------------------------------------------------------------------------------------
+
+def _feed(cadence, lines_per_step: int, step_s: float, steps: int, t0: float) -> float:
+    t = t0
+    for _ in range(steps):
+        t += step_s
+        cadence.observe(lines_per_step, t)
+    return t
+
+
+def test_cadence_keeps_watching_a_calm_log():
+    """A calm log (an exec now and then: 25 lines every 50 ms, 500 lines/s) keeps inotify on, so an alert is
+    written milliseconds after its record rather than at the next timed read."""
+    from auditimds.daemon import Cadence
+
+    c = Cadence(busy_lines_per_s=2000, interval=0.1, quiet_windows=4)
+    _feed(c, 25, 0.05, 200, 1000.0)
+    assert not c.busy
+
+
+def test_cadence_reads_a_busy_log_on_a_timer_and_goes_back_after_quiet_windows():
+    from auditimds.daemon import Cadence
+
+    c = Cadence(busy_lines_per_s=2000, interval=0.1, quiet_windows=4)
+    t = _feed(c, 60, 0.01, 15, 1000.0)  # 6,000 lines/s (1,000 execs/s), read at each inotify wake-up
+    assert c.busy
+    t = _feed(c, 600, 0.1, 20, t)  # timed reads while busy
+    assert c.busy
+    t = _feed(c, 0, 0.1, 3, t)  # three quiet windows: still busy (no flapping)
+    assert c.busy
+    t = _feed(c, 600, 0.1, 1, t)  # busy again: the quiet count starts over
+    t = _feed(c, 10, 0.1, 3, t)
+    assert c.busy
+    _feed(c, 10, 0.1, 1, t)  # the fourth quiet window in a row
+    assert not c.busy
+
+
+def test_cadence_survives_the_clock_going_back():
+    from auditimds.daemon import Cadence
+
+    c = Cadence(busy_lines_per_s=2000, interval=0.1, quiet_windows=4)
+    _feed(c, 600, 0.1, 3, 1000.0)
+    assert c.busy
+    c.observe(600, 500.0)  # wall clock stepped back: a new window starts, nothing divides by a negative time
+    _feed(c, 600, 0.1, 3, 500.0)
+    assert c.busy

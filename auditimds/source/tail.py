@@ -132,19 +132,20 @@ class FollowerStats:
         return asdict(self)
 
 
-def fingerprint_of(head: bytes) -> str:
-    """Fingerprint from the first bytes of a file (at least min(size, 4096) of them)."""
+def _fingerprinted_head(head: bytes) -> bytes:
+    """The part of a file's first bytes that its fingerprint hashes: the first line, or the first
+    FINGERPRINT_BYTES bytes when they hold no newline; b"" (no fingerprint) for a shorter partial line."""
     head = head[:FINGERPRINT_BYTES]
     nl = head.find(b"\n")
     if nl >= 0:
-        return hashlib.sha256(head[: nl + 1]).hexdigest()
-    if len(head) >= FINGERPRINT_BYTES:
-        return hashlib.sha256(head).hexdigest()
-    return ""
+        return head[: nl + 1]
+    return head if len(head) >= FINGERPRINT_BYTES else b""
 
 
-def _fd_fingerprint(fd: int) -> str:
-    return fingerprint_of(os.pread(fd, FINGERPRINT_BYTES, 0))
+def fingerprint_of(head: bytes) -> str:
+    """Fingerprint from the first bytes of a file (at least min(size, 4096) of them)."""
+    part = _fingerprinted_head(head)
+    return hashlib.sha256(part).hexdigest() if part else ""
 
 
 class _ReadFailed(Exception):
@@ -163,16 +164,22 @@ class _Reader:
     read_pos: int = 0  # offset + len(partial)
     partial: bytes = b""
     fingerprint: str = ""
+    head: bytes = b""  # the bytes `fingerprint` hashes: compared as they are, not hashed again, at each look
     skip_to_newline: bool = False  # started mid-line (start="end"): drop up to the next "\n"
     closed: bool = field(default=False)
 
     def identity(self) -> Tuple[int, int]:
         return (self.dev, self.inode)
 
+    def take_fingerprint(self) -> None:
+        """Fingerprint the file's first line as it is now (raises OSError)."""
+        self.head = _fingerprinted_head(os.pread(self.fd, FINGERPRINT_BYTES, 0))
+        self.fingerprint = hashlib.sha256(self.head).hexdigest() if self.head else ""
+
     def position(self) -> Position:
         if not self.fingerprint:
             try:
-                self.fingerprint = _fd_fingerprint(self.fd)
+                self.take_fingerprint()
             except OSError:
                 pass
         return Position(self.dev, self.inode, self.fingerprint, self.offset)
@@ -243,7 +250,8 @@ class LogFollower:
         if self._closed:
             raise ValueError("LogFollower is closed")
         if self._chain:
-            # a rotation seen before reading lets batches name the file they come from (audit.log.1)
+            # before reading: a rotation seen now lets batches name the file they come from (audit.log.1), and
+            # a file truncated (and perhaps rewritten past our offset) since the last call is read from 0
             self._check_path(self._chain[-1])
         while True:
             batch = self._step()
@@ -395,9 +403,9 @@ class LogFollower:
         fps = []
         for r in files:
             try:
-                r.fingerprint = _fd_fingerprint(r.fd)
+                r.take_fingerprint()
             except OSError:
-                r.fingerprint = ""
+                r.fingerprint, r.head = "", b""
             fps.append(r.fingerprint)
         sizes = [os.fstat(r.fd).st_size for r in files]
 
@@ -452,8 +460,9 @@ class LogFollower:
         try:
             size = os.fstat(r.fd).st_size
             changed = size < r.read_pos
-            if not changed and r.fingerprint and r.read_pos > 0:
-                changed = _fd_fingerprint(r.fd) != r.fingerprint
+            if not changed and r.head and r.read_pos > 0:
+                # the first line as fingerprinted, compared byte for byte (one short read, no hashing)
+                changed = os.pread(r.fd, len(r.head), 0) != r.head
         except OSError as e:
             self.stats.errors += 1
             self._log.debug("cannot check %s for truncation: %s", r.name, e)
@@ -467,7 +476,7 @@ class LogFollower:
             "how auditd rotates): reading it again from the start", r.name, size, r.read_pos)
         r.offset = r.read_pos = 0
         r.partial = b""
-        r.fingerprint = ""
+        r.fingerprint, r.head = "", b""
         r.skip_to_newline = False
         return True
 
@@ -504,8 +513,8 @@ class LogFollower:
                 self._log.warning("%s: %d bytes without a newline near offset %d, delivered as one line",
                                   r.name, len(buf), r.offset)
             else:
-                lines = buf[:cut].split(b"\n")
-                r.partial = buf[cut + 1 :]
+                lines = buf.split(b"\n")  # the last piece is the partial line: no copy of buf[:cut]
+                r.partial = lines.pop()
             r.offset = r.read_pos - len(r.partial)
             self.stats.lines += len(lines)
             pos = r.position()
@@ -547,10 +556,12 @@ class LogFollower:
                 if batch is not None:
                     return batch
                 continue
-            if not self._check_path(r):
+            # at EOF: only a rotation can give more to read now; truncation was checked before reading and
+            # is checked again at the next call (one look per call, not two)
+            if not self._check_path(r, truncation=False):
                 return None
 
-    def _check_path(self, r: _Reader) -> bool:
+    def _check_path(self, r: _Reader, truncation: bool = True) -> bool:
         """The anchor r is at EOF: has `path` moved on?  True if there is more to read now."""
         try:
             st = os.lstat(self.path)
@@ -565,7 +576,7 @@ class LogFollower:
             return False
         if (st.st_dev, st.st_ino) == r.identity():
             self._following()
-            return self._check_truncation(r)
+            return self._check_truncation(r) if truncation else False
         return self._rotate(r)
 
     def _rotate(self, old: _Reader) -> bool:

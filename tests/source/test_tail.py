@@ -254,6 +254,49 @@ def test_truncation_then_regrowth_past_offset_detected_by_fingerprint(log):
     assert f.stats.truncations == 1
 
 
+def test_first_line_rewritten_with_the_same_length_is_a_truncation(log):
+    """The first line is compared byte for byte with the one fingerprinted: same length is not enough."""
+    f = LogFollower(str(log.path), start="beginning")
+    log.lines(L(1), L(2))
+    assert read_lines(f) == [L(1), L(2)]
+    os.truncate(log.path, 0)
+    log.lines(L(8), L(9), L(3))  # L(8) is as long as L(1); the file grows past the old offset
+    assert read_lines(f) == [L(8), L(9), L(3)]
+    assert f.stats.truncations == 1
+
+
+def test_a_look_at_an_unchanged_log_reads_only_its_first_line_and_hashes_nothing(log, monkeypatch):
+    """The agent looks at a busy log ten times a second: each look must stay cheap (no hashing, no read of
+    more than the first line), whatever the file's size."""
+    f = LogFollower(str(log.path), start="beginning")
+    log.lines(*[L(i) for i in range(1, 200)])
+    assert len(read_lines(f)) == 199
+    calls = {"lstat": 0, "pread": 0, "pread_bytes": 0, "sha256": 0}
+    real_lstat, real_pread, real_sha = os.lstat, os.pread, tail_mod.hashlib.sha256
+
+    def lstat(*a, **k):
+        calls["lstat"] += 1
+        return real_lstat(*a, **k)
+
+    def pread(fd, n, off):
+        calls["pread"] += 1
+        data = real_pread(fd, n, off)
+        calls["pread_bytes"] += len(data)
+        return data
+
+    def sha(*a, **k):
+        calls["sha256"] += 1
+        return real_sha(*a, **k)
+
+    monkeypatch.setattr(tail_mod.os, "lstat", lstat)
+    monkeypatch.setattr(tail_mod.os, "pread", pread)
+    monkeypatch.setattr(tail_mod.hashlib, "sha256", sha)
+    assert read_lines(f) == []
+    # a path lookup (rotation?) before reading and one at the end; the first line compared as is (one read
+    # of its own length); one read at the offset that finds nothing new
+    assert calls == {"lstat": 2, "pread": 2, "pread_bytes": len(L(1)) + 1, "sha256": 0}
+
+
 # ---------------------------------------------------------------- missing / permissions
 
 def test_missing_at_start_then_created_is_read_from_zero(tmp_path, caplog):
