@@ -46,6 +46,15 @@ class _NoKey:
 
 
 NOKEY: Any = _NoKey()
+def _insort_by_time(lst: list, entry: list) -> None:
+    """Insert `entry` ([ts, seq, ...]) into `lst`, kept in (ts, seq) order."""
+    t = (entry[0], entry[1])
+    i = len(lst)
+    while i and (lst[i - 1][0], lst[i - 1][1]) > t:
+        i -= 1
+    lst.insert(i, entry)
+
+
 _UNK: Any = object()  # not computed yet
 _USED: Any = object()  # a candidate already consumed by a match: never used twice
 
@@ -212,6 +221,12 @@ class SequenceMatcher(CompiledQuery):
         self._spill: "OrderedDict[Any, list]" = OrderedDict()
         self._dead: Dict[Any, List[Tuple[int, int]]] = {}
         self._last_seq = -1
+        # Eager first stage: slot 0 holds the newest stage-0 match of a key (Elasticsearch's slot).  The ones it
+        # overwrote within the lateness horizon, and the ones consumed (flagged), stay in `_older`
+        # (key -> [[ts, seq, event, used], ...] in time order, at most OLDER_PER_KEY), so that a second-stage
+        # event written late pairs, as in time order, with the first stage before it; consumptions and
+        # `until` events leave marks in `_dead`, as in lazy mode.
+        self._older: "OrderedDict[Any, list]" = OrderedDict()
         if self.lazy_first and self.n == 2 and until is None:
             self.process = self._process_lazy2  # type: ignore[method-assign]
 
@@ -219,7 +234,8 @@ class SequenceMatcher(CompiledQuery):
     @property
     def pending(self) -> int:
         """Partial sequences held (with a lazy first stage: plus the unevaluated stage-0 candidates)."""
-        return sum(len(d) for d in self.slots) + len(self._cands) + len(self._spill)
+        return (sum(len(d) for d in self.slots) + len(self._cands) + len(self._spill)
+                + sum(1 for v in self._older.values() for e in v if not e[3]))
 
     def _stages_for(self, cat: Any) -> Tuple[int, ...]:
         if cat.__class__ is str:
@@ -256,6 +272,13 @@ class SequenceMatcher(CompiledQuery):
         # arrives; so the sweep may keep them longer than maxspan behind the newest event time, which comes
         # from any host: a node whose clock lags (aggregated node= logs) keeps its pending sequences.
         limit = now_ts_ns - maxspan - self.skew_ns - LATE_GRACE_NS
+        older = self._older
+        while older:
+            first_key = next(iter(older))
+            if older[first_key][-1][0] < limit:
+                del older[first_key]
+            else:
+                break
         for d in self.slots:
             # slot tables are ordered by insertion time; once the oldest entry is still alive, everything left
             # was inserted within the last maxspan (so memory stays bounded by the event rate * maxspan)
@@ -270,6 +293,7 @@ class SequenceMatcher(CompiledQuery):
     def _drop_future_slots(self, ts_ns: int) -> None:
         """The clock stepped back to about `ts_ns`: pending sequences of the old timeline go."""
         horizon = ts_ns + self.maxspan + self.skew_ns + LATE_GRACE_NS  # type: ignore[operator]
+        self._older.clear()
         for d in self.slots:
             for k in [k for k, rec in d.items() if rec[0] > horizon]:
                 del d[k]
@@ -282,6 +306,59 @@ class SequenceMatcher(CompiledQuery):
         if len(d) > self.max_keys:
             d.popitem(last=False)
             self.evicted += 1
+
+    OLDER_PER_KEY = 16
+
+    def _keep_older(self, key: Any, ts_ns: int, seq: int, ev: Any, used: bool) -> None:
+        """Eager mode: remember a stage-0 match that the slot no longer holds (overwritten, consumed, or written
+        late), in time order; entries beyond the lateness horizon of the newest one go."""
+        lst = self._older.get(key)
+        entry = [ts_ns, seq, ev, used]
+        if lst is None:
+            self._older[key] = [entry]
+        else:
+            if (lst[-1][0], lst[-1][1]) < (ts_ns, seq):
+                lst.append(entry)
+            else:
+                _insort_by_time(lst, entry)
+            horizon = lst[-1][0] - self.maxspan - LATE_GRACE_NS  # type: ignore[operator]
+            while lst and (lst[0][0] < horizon or len(lst) > self.OLDER_PER_KEY):
+                del lst[0]
+            self._older.move_to_end(key)
+        if len(self._older) > self.max_keys:
+            self._older.popitem(last=False)
+
+    def _take_eager(self, key: Any, ts_ns: int, seq: int) -> list | None:
+        """Eager mode, second stage (ts_ns, seq): the newest stage-0 match of `key` before it in time, within
+        maxspan, not consumed and not older than a consumption or `until` before it; consumed.  None if there
+        is none, or if the one time order gives was already used by another match."""
+        maxspan: int = self.maxspan  # type: ignore[assignment]
+        floor = self._floor(key, ts_ns, seq) if self._dead else None
+        slot = self.slots[0]
+        rec = slot.get(key)
+        if rec is not None and (rec[0] < ts_ns or (rec[0] == ts_ns and rec[2] < seq)):
+            if ts_ns - rec[0] > maxspan:
+                return None  # kept: a second stage written late, stamped closer to it, may still come
+            if floor is not None and (rec[0], rec[2]) < floor:
+                return None
+            del slot[key]
+            self._kill(key, ts_ns, seq)
+            if maxspan is not None:
+                self._keep_older(key, rec[0], rec[2], rec[3][0], True)
+            return rec
+        lst = self._older.get(key)
+        if not lst:
+            return None
+        for i in range(len(lst) - 1, -1, -1):
+            e = lst[i]
+            if not (e[0] < ts_ns or (e[0] == ts_ns and e[1] < seq)):
+                continue
+            if e[3] or ts_ns - e[0] > maxspan or (floor is not None and (e[0], e[1]) < floor):
+                return None  # used, out of the window, or dead (consumed/dropped before this event in time)
+            e[3] = True
+            self._kill(key, ts_ns, seq)
+            return [e[0], e[0], e[1], [e[2]]]
+        return None
 
     def _floor(self, key: Any, ts_ns: int, seq: int) -> Tuple[int, int] | None:
         """The last event up to (ts_ns, seq) in time (itself included: an `until` event that also matches the
@@ -505,7 +582,7 @@ class SequenceMatcher(CompiledQuery):
                 if key is not NOKEY:
                     for d in slots:
                         d.pop(key, None)
-                    if self._cands or self._spill:
+                    if self._cands or self._spill or key in self._older:
                         self._kill(key, ts_ns, seq)
         if not stages:
             return []
@@ -540,6 +617,24 @@ class SequenceMatcher(CompiledQuery):
                 else:
                     self._add_candidate(self._cands, ev, ts_ns, seq)
                 continue
+            if k == 1 and maxspan is not None:
+                if not (slots[0] or self._older) or not preds[1](ev):
+                    continue
+                key = self.keyfns[1](ev)
+                if key is NOKEY:
+                    continue
+                rec = self._take_eager(key, ts_ns, seq)
+                if rec is None:
+                    continue
+                rec[1] = ts_ns
+                rec[2] = seq
+                rec[3].append(ev)
+                if k == last:
+                    self.matches += 1
+                    out.append(rec[3])
+                else:
+                    self._put(slots[k], key, rec)
+                continue
             if k:
                 prev = slots[k - 1]
                 if not prev or not preds[k](ev):
@@ -573,7 +668,14 @@ class SequenceMatcher(CompiledQuery):
                 if key is NOKEY:
                     continue
                 held = slots[0].get(key) if maxspan is not None else None
-                if held is not None and (held[0], held[2]) > (ts_ns, seq) and held[0] - ts_ns <= maxspan:
-                    continue  # a late event: in time order the newer match already overwrote it
+                if held is not None:
+                    if (held[0], held[2]) > (ts_ns, seq):
+                        if held[0] - ts_ns <= maxspan:  # type: ignore[operator]
+                            # a late event: the newer match stays in the slot; this one can still pair with a
+                            # second stage written late, stamped between the two
+                            self._keep_older(key, ts_ns, seq, ev, False)
+                            continue
+                    else:
+                        self._keep_older(key, held[0], held[2], held[3][0], False)  # overwritten
                 self._put(slots[0], key, [ts_ns, ts_ns, seq, [ev]])
         return out

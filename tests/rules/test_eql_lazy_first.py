@@ -193,18 +193,80 @@ def test_one_late_event_does_not_wipe_pending_first_stages(lazy):
     assert _run(LATE_Q, stream, lazy) == [[1, 3]]
 
 
-def test_a_late_second_stage_uses_the_candidate_before_it_in_time():
-    # A1@10 A2@12 B1@11 (late) B2@13: in time order B1 takes A1 and B2 takes A2
+@pytest.mark.parametrize("lazy", [True, False])
+def test_a_late_second_stage_uses_the_candidate_before_it_in_time(lazy):
+    # A1@10 A2@12 B1@11 (late) B2@13: in time order B1 takes A1 and B2 takes A2 (the live agent's eager slot
+    # used to hold only A2, so the late B1 found nothing: a blocking connect hid the IMDS access)
     stream = [(10 * S, _ev("process", "A", "h1", 1)), (12 * S, _ev("process", "A", "h1", 2)),
               (11 * S, _ev("network", "B", "h1", 3)), (13 * S, _ev("network", "B", "h1", 4))]
-    assert _run(LATE_Q, stream, True) == [[1, 3], [2, 4]]
+    assert _run(LATE_Q, stream, lazy) == [[1, 3], [2, 4]]
 
 
-def test_a_late_candidate_older_than_a_consumed_one_stays_dead():
+@pytest.mark.parametrize("lazy", [True, False])
+def test_a_late_second_stage_after_the_newer_one_was_consumed(lazy):
+    # A1@10 A2@12 B2@13 takes A2; B1@11 written late still takes A1, as in time order
+    stream = [(10 * S, _ev("process", "A", "h1", 1)), (12 * S, _ev("process", "A", "h1", 2)),
+              (13 * S, _ev("network", "B", "h1", 3)), (11 * S, _ev("network", "B", "h1", 4))]
+    assert sorted(_run(LATE_Q, stream, lazy)) == [[1, 4], [2, 3]]
+
+
+@pytest.mark.parametrize("lazy", [True, False])
+def test_a_late_candidate_older_than_a_consumed_one_stays_dead(lazy):
     # A1@10 B1@11 consume; A0@9 arrives late; B2@12: in time order A0 was overwritten by A1, which B1 used
     stream = [(10 * S, _ev("process", "A", "h1", 1)), (11 * S, _ev("network", "B", "h1", 2)),
               (9 * S, _ev("process", "A", "h1", 3)), (12 * S, _ev("network", "B", "h1", 4))]
-    assert _run(LATE_Q, stream, True) == [[1, 2]]
+    assert _run(LATE_Q, stream, lazy) == [[1, 2]]
+
+
+@pytest.mark.parametrize("lazy", [True, False])
+def test_a_late_first_stage_pairs_with_a_late_second_stage_before_the_newer_one(lazy):
+    # A2@12 first; A1@10 written late; B@11 written late: in time order A1, B, A2 -> B takes A1
+    stream = [(12 * S, _ev("process", "A", "h1", 1)), (10 * S, _ev("process", "A", "h1", 2)),
+              (11 * S, _ev("network", "B", "h1", 3))]
+    assert _run(LATE_Q, stream, lazy) == [[2, 3]]
+
+
+def _late_connects(rng, evs, p=0.3, max_shift=6):
+    """Arrival order of a time-ordered stream in which some network events are written late (a connect that
+    blocked: stamped at syscall entry, written at exit), keeping their stamps; None if one is later than the
+    matcher's grace for late events."""
+    keyed = [(i + (rng.randint(1, max_shift) if te[1]["event.category"] == ["network"] and rng.random() < p else 0),
+              i, te) for i, te in enumerate(evs)]
+    out = [te for _, _, te in sorted(keyed, key=lambda x: (x[0], x[1]))]
+    newest = -1
+    for ts, _e in out:
+        if newest - ts > LATE_GRACE_NS:
+            return None
+        newest = max(newest, ts)
+    return out
+
+
+@pytest.mark.parametrize("query", QUERIES[:2])
+def test_eager_with_late_connects_finds_what_time_order_finds(query):
+    """The live agent (eager first stage) finds as many sequences as Elasticsearch does on the same events
+    sorted by time, when connects are written late, and every match it reports is a valid one."""
+    cq0 = compile_query(query, lazy_first=False)
+    maxspan = cq0.maxspan
+    rng = random.Random(4242)
+    total = streams = 0
+    while streams < 400:
+        evs = _late_connects(rng, stream(rng, 40))
+        if evs is None:
+            continue
+        streams += 1
+        got, oracle = [], []
+        for out, items in ((got, list(enumerate(evs))),
+                           (oracle, sorted(enumerate(evs), key=lambda x: (x[1][0], x[0])))):
+            cq = compile_query(query, lazy_first=False)
+            for seq, (ts, e) in items:
+                out.extend(cq.process(e, ts, seq))
+        assert len(got) == len(oracle), evs
+        when = {id(e): (ts, seq) for seq, (ts, e) in enumerate(evs)}
+        for first, second in got:
+            assert cq0.keyfns[0](first) == cq0.keyfns[1](second)
+            assert when[id(first)] < when[id(second)] and when[id(second)][0] - when[id(first)][0] <= maxspan
+        total += len(got)
+    assert total > 100
 
 
 @pytest.mark.parametrize("lazy", [True, False])
@@ -300,3 +362,21 @@ def test_spilled_first_stages_do_not_pile_up():
         cq.process(_ev("process", "A", f"h{i}", i), i * 1_000_000, i)
     assert len(cq._spill) <= 1000 * (2 + LATE_GRACE_NS // S) + 1
     assert cq.pending >= len(cq._spill)
+
+
+def test_eager_history_of_first_stages_stays_bounded():
+    """The first stages kept for late second stages: at most OLDER_PER_KEY per key, none beyond the grace."""
+    cq = compile_query(LATE_Q, lazy_first=False)
+    seq = 0
+    for i in range(20_000):  # one key matching its first stage 1,000 times a second, and 2,000 other keys
+        cq.process(_ev("process", "A", "busy", seq), i * 1_000_000, seq)
+        seq += 1
+        if i % 10 == 0:
+            cq.process(_ev("process", "A", f"h{i}", seq), i * 1_000_000, seq)
+            seq += 1
+    assert len(cq._older.get(("busy",), [])) <= cq.OLDER_PER_KEY
+    assert all(len(v) <= cq.OLDER_PER_KEY for v in cq._older.values())
+    later = 20 * S + 3 * S + LATE_GRACE_NS + 2 * S  # beyond maxspan + grace: a sweep drops them all
+    cq.process(_ev("network", "B", "other", seq), later, seq)
+    cq.process(_ev("network", "B", "other", seq + 1), later + 2 * S, seq + 1)
+    assert len(cq._older) == 0 and cq.pending <= 2

@@ -74,9 +74,15 @@ def test_maxspan_inclusive():
     assert run(AB, [(10, A("a")), (10 + 3 * S + 1, B("b"))]) == []
 
 
-def test_expired_sequence_is_dropped_not_reused():
+def test_expired_sequence_is_not_reused_and_is_swept():
     cq = compile_query(AB)
-    assert run(cq, [(0, A("a")), (4 * S, B("b1"))]) == []
+    assert run(cq, [(0, A("a")), (4 * S, B("b1")), (5 * S, B("b2"))]) == []  # beyond maxspan: no match
+    # kept until the sweep, for a second stage written late (stamped within maxspan of the first stage)
+    assert run(cq, [(2 * S, B("late"))]) == [["a", "late"]]
+    cq = compile_query(AB)
+    run(cq, [(0, A("a")), (4 * S, B("b1"))])
+    assert cq.pending == 1
+    run(cq, [(3 * S + LATE_GRACE_NS + 2 * S, B("much later"))])  # the sweep passes maxspan + the grace
     assert cq.pending == 0 and cq.expired == 1
 
 
