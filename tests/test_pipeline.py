@@ -205,3 +205,44 @@ def test_a_late_unrelated_exec_does_not_hide_the_imds_access():
         pipe.finish()
         assert len(alerts) == 1, (lazy, alerts)
         assert '"curl"' in json.dumps(alerts[0]) and "169.254.169.254" in json.dumps(alerts[0])
+
+
+def test_a_late_connect_pairs_with_the_exec_before_it_in_the_live_agent():
+    """The live agent's eager first stage: curl's connect to 169.254.169.254 is written 0.6 s late (a connect
+    that blocked), after the same shell started a second curl.  In time order the connect follows the first
+    curl and precedes the second: one alert, for the first curl.  The eager slot held only the second curl,
+    so the late connect found nothing."""
+    import re
+
+    from auditimds.rules.builtin import builtin_rules_dir
+    from auditimds.rules.loader import load_rules
+
+    lines = (REPO / "tests" / "fixtures" / "host-a-dev_curl_creds.log").read_bytes().splitlines()
+
+    def event(serial: bytes) -> List[bytes]:
+        return [ln for ln in lines if b":" + serial + b"):" in ln]
+
+    def restamp(evt: List[bytes], stamp: bytes, serial: bytes, pid: bytes = b"") -> List[bytes]:
+        out = [re.sub(rb"msg=audit\([0-9.]+:[0-9]+\)", b"msg=audit(" + stamp + b":" + serial + b")", ln)
+               for ln in evt]
+        return [re.sub(rb" pid=\d+ ", b" pid=" + pid + b" ", ln) for ln in out] if pid else out
+
+    curl = event(b"141886")  # bash (20097) runs curl (20098) at 1795976746.252
+    assert any(b'"curl"' in ln or b"curl" in ln for ln in curl if ln.startswith(b"type=EXECVE"))
+    connect = event(b"141891")
+    assert any(b"saddr=02000050A9FEA9FE" in ln for ln in connect)
+    log = [ln for ln in lines if ln not in connect]
+    log += restamp(curl, b"1795976747.500", b"141956", b"20099")  # the same shell's second curl
+    late = restamp(connect, b"1795976746.900", b"141955")  # the first curl's connect, written late
+    for lazy in (False, True):
+        rules, errors = load_rules([builtin_rules_dir()], lazy_first=lazy)
+        assert not errors
+        alerts: List[Any] = []
+        pipe = Pipeline(rules, "h", "h", on_alert=alerts.append, reorder_ms=200)  # the live agent's reordering
+        pipe.feed(log, 1795976747.6)
+        pipe.tick(1795976747.6)  # the agent's read of the log ends here: everything read goes to the rules
+        pipe.feed(late, 1795976747.7)  # the next read brings the late connect
+        pipe.finish()
+        assert len(alerts) == 1, (lazy, alerts)
+        stages = alerts[0]["events"]
+        assert stages[0]["process"]["pid"] == 20098 and stages[1]["destination"]["ip"] == "169.254.169.254"
