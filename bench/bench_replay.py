@@ -4,7 +4,8 @@
     python3 bench/bench_replay.py [--execs 20000] [--rate 1000] [--cadence 0.1]
 
 Writes a log of `--execs` exec events (a real `/bin/true` exec recorded by auditd 3.0.9, ENRICHED, with fresh
-pids, serials and timestamps: `--rate` a second) into a temporary file, chunk by chunk as auditd would over
+pids, serials and timestamps: `--rate` a second, all children of one load generator whose own exec comes
+first, so the seed rule evaluates each one fully) into a temporary file, chunk by chunk as auditd would over
 `--cadence` seconds, and has the live agent (`Daemon.step`, the built-in rules, eager first stages) read each
 chunk.  Twice: once with the steps back to back, once sleeping `--cadence` seconds before each step, as the
 agent does under load.  Prints the CPU per exec of both.  No root and no auditd needed.
@@ -52,16 +53,29 @@ TEMPLATE = [
 ]
 
 
+PARENT = [  # the load generator's own exec, so the execs' parent is known (as when the agent runs first)
+    "type=SYSCALL msg=audit({ts}:{serial}): arch=c000003e syscall=59 success=yes exit=0 a0=55d0c0a1b2c0 "
+    "a1=55d0c0a1b300 a2=55d0c0a1b340 a3=0 items=2 ppid=4200 pid=4242 auid=0 uid=0 gid=0 euid=0 suid=0 "
+    "fsuid=0 egid=0 sgid=0 fsgid=0 tty=pts0 ses=3 comm=\"loadgen\" exe=\"/tmp/bench/loadgen\" "
+    "key=\"auditimds_exec\"",
+    "type=EXECVE msg=audit({ts}:{serial}): argc=3 a0=\"/tmp/bench/loadgen\" a1=\"1000\" a2=\"20\"",
+    "type=CWD msg=audit({ts}:{serial}): cwd=\"/work/main\"",
+    "type=PROCTITLE msg=audit({ts}:{serial}): proctitle=\"/tmp/bench/loadgen\"",
+]
+
+
 def chunks(execs: int, rate: int, cadence: float, t0: float) -> List[bytes]:
     """The log as auditd writes it, cut into what appears in each `cadence` seconds."""
     per_chunk = max(1, round(rate * cadence))
-    out, buf = [], []
+    ms = int(t0 * 1000) - 1
+    out, buf = [], ["".join(line.format(ts=f"{ms // 1000}.{ms % 1000:03d}", serial=599999) + "\n"
+                            for line in PARENT)]
     for k in range(execs):
         ms = int(t0 * 1000 + k * 1000 / rate)
         fields = {"ts": f"{ms // 1000}.{ms % 1000:03d}", "serial": 600000 + k, "ppid": 4242,
                   "pid": 10000 + k % 30000}
         buf.append("".join(line.format(**fields) + "\n" for line in TEMPLATE))
-        if len(buf) == per_chunk:
+        if len(buf) >= per_chunk:
             out.append("".join(buf).encode())
             buf = []
     if buf:
@@ -94,6 +108,7 @@ def replay(data: List[bytes], cadence: float, sleep: bool) -> float:
                 cpu += time.process_time() - c
         d.close(now)
         assert d.pipeline.normalizer.stats.exec == sum(c.count(b"type=EXECVE") for c in data)
+        assert d.pipeline.table.get(4242).executable == "/tmp/bench/loadgen"
     return cpu
 
 
