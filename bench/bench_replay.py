@@ -17,6 +17,7 @@ host reclaims an idle guest's caches and TLBs it is several times (see README, "
 from __future__ import annotations
 
 import argparse
+import gc
 import statistics
 import sys
 import tempfile
@@ -113,6 +114,7 @@ def replay(data: List[bytes], cadence: float, sleep: bool) -> float:
 
 
 def main() -> int:
+    gc.set_threshold(50_000, 20, 100)  # as `auditimds` itself does (cli.main)
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--execs", type=int, default=20000)
     ap.add_argument("--rate", type=int, default=1000)
