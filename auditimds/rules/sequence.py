@@ -580,7 +580,11 @@ class SequenceMatcher(CompiledQuery):
             if (any(slots) or self._cands) and self.until_pred(ev):
                 key = self.until_key(ev)  # type: ignore[misc]
                 if key is not NOKEY:
-                    for d in slots:
+                    held = slots[0].pop(key, None)
+                    if held is not None and self.maxspan is not None:
+                        # a second stage written late, stamped before this event, still pairs with it
+                        self._keep_older(key, held[0], held[2], held[3][0], False)
+                    for d in slots[1:]:
                         d.pop(key, None)
                     if self._cands or self._spill or key in self._older:
                         self._kill(key, ts_ns, seq)

@@ -380,3 +380,15 @@ def test_eager_history_of_first_stages_stays_bounded():
     cq.process(_ev("network", "B", "other", seq), later, seq)
     cq.process(_ev("network", "B", "other", seq + 1), later + 2 * S, seq + 1)
     assert len(cq._older) == 0 and cq.pending <= 2
+
+
+UNTIL_Q = ('sequence by host.id with maxspan=3s [process where event.action == "A"] '
+           '[network where event.action == "B"] until [process where event.action == "END"]')
+
+
+@pytest.mark.parametrize("lazy", [True, False])
+def test_a_late_second_stage_before_an_until_event_still_matches(lazy):
+    # A@10, END@12 (drops the sequence), B@11 written late: in time order A, B, END -> a match; B@13 -> none
+    stream = [(10 * S, _ev("process", "A", "h1", 1)), (12 * S, _ev("process", "END", "h1", 2)),
+              (11 * S, _ev("network", "B", "h1", 3)), (13 * S, _ev("network", "B", "h1", 4))]
+    assert _run(UNTIL_Q, stream, lazy) == [[1, 3]]
