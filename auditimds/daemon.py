@@ -30,16 +30,18 @@ import os
 import signal
 import sys
 import time
-from collections import OrderedDict, deque
+from collections import deque
 from pathlib import Path
 from typing import Any, Callable, Deque, Dict, List, Optional, TextIO, Tuple
 
 from .alerts.exceptions import ExceptionFilter
+from .alerts.ledger import AlertLedger, FileMark, reconcile_alerts_file
 from .alerts.sinks import AlertsFileError, LineOutput, StreamOutput, dumps, open_alerts_file, stdout_output
 from .audit.records import parse_event_id, split_header
 from .config import Config, ConfigError, load_config
 from .ecs.procfs import ProcResolver
 from .pipeline import Pipeline
+from .rules.loader import carry_over
 from .source.checkpoint import (
     CheckpointError,
     StateLockedError,
@@ -55,6 +57,7 @@ log = logging.getLogger("auditimds")
 
 STATE_FILE = "state.json"
 NEW_TERMS_FILE = "new_terms.json"
+TORN_FILE = "alerts-torn.jsonl"  # torn last lines cut off the alerts file (see alerts/ledger.py)
 REASSEMBLY_TIMEOUT_S = 2
 RESUME_MARGIN_MS = 2000
 # The position is saved every 5 s while lines come in (an alert saves it at once): a crash re-reads at most
@@ -76,42 +79,6 @@ class DaemonError(Exception):
 
 class StateDirInUse(DaemonError):
     """Another agent runs with this state dir."""
-
-
-class AlertLedger:
-    """alert.id of alerts already emitted, kept for as long as a restart could find them again."""
-
-    def __init__(self, max_ids: int = 50_000, keep_ms: int = 24 * 3600 * 1000) -> None:
-        self.max_ids = max_ids
-        self.keep_ms = keep_ms
-        self._ids: "OrderedDict[str, int]" = OrderedDict()
-
-    def __contains__(self, alert_id: str) -> bool:
-        return alert_id in self._ids
-
-    def __len__(self) -> int:
-        return len(self._ids)
-
-    def add(self, alert_id: str, ts_ms: int) -> None:
-        self._ids[alert_id] = ts_ms
-        self._ids.move_to_end(alert_id)
-        while len(self._ids) > self.max_ids:
-            self._ids.popitem(last=False)
-
-    def prune(self, now_ts_ms: int) -> None:
-        limit = now_ts_ms - self.keep_ms
-        for k in [k for k, ts in self._ids.items() if ts < limit]:
-            del self._ids[k]
-
-    def to_list(self) -> List[List[Any]]:
-        return [[k, ts] for k, ts in self._ids.items()]
-
-    def load(self, items: Any) -> None:
-        if not isinstance(items, list):
-            return
-        for item in items:
-            if isinstance(item, list) and len(item) == 2 and isinstance(item[0], str) and isinstance(item[1], int):
-                self.add(item[0], item[1])
 
 
 _CONTROL = {c: f"\\x{c:02x}" for c in list(range(0x20)) + [0x7F]}
@@ -205,6 +172,9 @@ class Daemon:
         self.new_terms_path = Path(cfg.state_dir) / NEW_TERMS_FILE
         self._new_terms_saved: Optional[int] = None
         self.ledger = AlertLedger()
+        # ids found in the alerts file after the checkpoint's mark (written by a run that died before its
+        # checkpoint): not written again when the log is re-read
+        self._in_file: set = set()
         self.emitted = 0
         self.suppressed = 0
         self._jsonl: Optional[LineOutput] = None
@@ -271,6 +241,7 @@ class Daemon:
                                       "start fresh") from None
                 self.ledger.load(state.get("alerts"))
         self.load_new_terms()
+        self._reconcile(state)
         self._open_output(self.cfg.output_jsonl)
         self._start_notifier()
         self.follower = LogFollower(self.cfg.input_path, start=self.cfg.start, position=position,
@@ -300,12 +271,48 @@ class Daemon:
             self.load_new_terms()
         except DaemonError as e:
             log.warning("%s: new_terms rules start with an empty history", e)
+        self._reconcile(state)
         try:
             self._open_output(self.cfg.output_jsonl)
         except BaseException:
             self.release_lock()
             raise
         self._start_notifier()
+
+    def _reconcile(self, state: Optional[Dict[str, Any]]) -> None:
+        """Read back the alerts file after the saved mark: ids a killed run wrote after its last checkpoint
+        are not written again; a torn last line is cut off and kept in the state dir (see alerts/ledger.py)."""
+        path = self.cfg.output_jsonl
+        if not path:
+            return
+        mark = FileMark.from_dict(state.get("alerts_file")) if state is not None else None
+        try:
+            found = reconcile_alerts_file(path, mark)
+        except OSError as e:
+            log.warning("alerts file %s: cannot read it back (%s): an alert written just before the agent was "
+                        "killed may be written again", path, e.strerror or e)
+            return
+        if found.torn:
+            aside = Path(self.cfg.state_dir) / TORN_FILE
+            try:
+                fd = os.open(str(aside), os.O_WRONLY | os.O_APPEND | os.O_CREAT | getattr(os, "O_CLOEXEC", 0), 0o600)
+                try:
+                    os.write(fd, found.torn + b"\n")
+                finally:
+                    os.close(fd)
+                where = f"kept in {aside}"
+            except OSError as e:
+                where = f"not kept ({aside}: {e.strerror or e})"
+            log.warning("alerts file %s ended in a torn line (%d bytes: the agent was stopped while writing it): cut "
+                        "off and %s; that alert is written again, whole", path, len(found.torn), where)
+        if found.bad_lines:
+            log.warning("alerts file %s: %d line(s) after the last checkpoint are not alerts (ignored)", path,
+                        found.bad_lines)
+        new = [a for a in found.ids if a not in self.ledger]
+        self._in_file = set(new)
+        if new:
+            log.info("alerts file %s: %d alert(s) written after the last checkpoint (not written again)", path,
+                     len(new))
 
     # -- new_terms history ------------------------------------------------------------------------------
 
@@ -330,8 +337,15 @@ class Daemon:
         if not isinstance(rules, dict):
             self._new_terms_saved = self._new_terms_changes()
             return
+        prints = saved.get("fingerprints") if saved is not None else None
+        prints = prints if isinstance(prints, dict) else {}  # written by an older release: trusted as is
         n = 0
         for r in self._new_terms_rules():
+            fp = prints.get(r.rule_id)
+            if fp is not None and fp != r.fingerprint:
+                log.info("rule %s (%s) changed since its new_terms history was saved: the history starts fresh",
+                         r.rule_id, r.name)
+                continue
             n += r.compiled.load_state(rules.get(r.rule_id))
         self._new_terms_saved = self._new_terms_changes()
         log.info("new_terms history restored: %d term(s)", n)
@@ -344,7 +358,8 @@ class Daemon:
         changes = self._new_terms_changes()
         if not force and changes == self._new_terms_saved:
             return
-        doc = {"rules": {r.rule_id: r.compiled.to_state() for r in rules}}
+        doc = {"rules": {r.rule_id: r.compiled.to_state() for r in rules},
+               "fingerprints": {r.rule_id: r.fingerprint for r in rules}}
         try:
             save_state(self.new_terms_path, doc)
         except CheckpointError as e:
@@ -382,7 +397,7 @@ class Daemon:
         self.save_new_terms()
         try:
             save_state(self.state_path, {"log": "<stdin>", "resume": None, "position": None,
-                                         "alerts": self.ledger.to_list(),
+                                         "alerts": self.ledger.to_list(), "alerts_file": self._alerts_file_mark(),
                                          "newest_event_ms": self.pipeline.newest_ts_ms, "counters": self.counters()})
             self._alerts_pending_checkpoint = 0
         except CheckpointError as e:
@@ -442,20 +457,27 @@ class Daemon:
         return pid == self.self_pid or ppid == self.self_pid
 
     def _on_alert(self, alert: Dict[str, Any]) -> None:
+        """Each output gets an alert once: the ledger holds what every output has (saved at the checkpoint);
+        the alerts file tells what it got after that (read back at start); the notifier keeps its own ids.
+        stdout is written before the file, so an alert in the file is on stdout too."""
         aid = alert["alert"]["id"]
         if aid in self.ledger:
             self.suppressed += 1
             return
-        line = dumps(alert) + "\n"
-        if self.cfg.output_stdout:
-            self._write(self._stdout_out, line)
-        if self._jsonl is not None:
-            self._write(self._jsonl, line)
+        if aid in self._in_file:
+            self._in_file.discard(aid)
+            self.suppressed += 1
+        else:
+            line = dumps(alert) + "\n"
+            if self.cfg.output_stdout:
+                self._write(self._stdout_out, line)
+            if self._jsonl is not None:
+                self._write(self._jsonl, line)
+            self.emitted += 1
+            log.info("alert %s: %s", aid, _printable(alert.get("message", "")))
         ts = self.pipeline.newest_ts_ms
         self.ledger.add(aid, ts if ts >= 0 else 0)
-        self.emitted += 1
         self._alerts_pending_checkpoint += 1
-        log.info("alert %s: %s", aid, _printable(alert.get("message", "")))
         if self.notifier is not None:
             self.notifier.submit(alert)
 
@@ -589,6 +611,7 @@ class Daemon:
             "resume": resume.to_dict() if resume is not None else None,
             "position": pos.to_dict() if pos is not None else None,
             "alerts": self.ledger.to_list(),
+            "alerts_file": self._alerts_file_mark(),
             "newest_event_ms": newest,
             "counters": self.counters(),
         }
@@ -603,6 +626,10 @@ class Daemon:
         self._alerts_pending_checkpoint = 0
         self._read_since_checkpoint = False
         self._last_checkpoint = now
+
+    def _alerts_file_mark(self) -> Optional[Dict[str, Any]]:
+        mark = self._jsonl.mark() if self._jsonl is not None else None
+        return mark.to_dict() if mark is not None else None
 
     def counters(self) -> Dict[str, Any]:
         st = self.pipeline.stats()
@@ -628,15 +655,20 @@ class Daemon:
         self._open_output(cfg.output_jsonl)
         notify_changed = cfg.notify != self.cfg.notify
         self.cfg = cfg
-        old = {r.rule_id: r.compiled.to_state() for r in self._new_terms_rules()}
+        # unchanged rules keep their state (open sequences, first stages held, new_terms history); the
+        # pipeline keeps the events being reassembled or ordered and the process table
+        rules, notes = carry_over(self.pipeline.rules, list(rules))
+        for note in notes:
+            log.info("%s", note)
         self.pipeline.set_rules(rules)
-        for r in self._new_terms_rules():
-            if r.rule_id in old and r.compiled is not None:
-                r.compiled.load_state(old[r.rule_id])
+        self._new_terms_saved = None  # the set of histories may have changed: write it at the next checkpoint
         self.pipeline.exceptions = ExceptionFilter(cfg.exceptions)
         if notify_changed:
             self._stop_notifier()
             self._start_notifier()
+        # the checkpoint's mark follows a new alerts file at once
+        if self.follower is not None:
+            self.checkpoint(self._now, force=True)
 
     def wait_timeout(self, now: Optional[float] = None) -> Optional[float]:
         """How long the loop may sleep: None (until woken) when nothing is pending and no periodic output

@@ -635,3 +635,133 @@ def test_cadence_survives_the_clock_going_back():
     c.observe(600, 500.0)  # wall clock stepped back: a new window starts, nothing divides by a negative time
     _feed(c, 600, 0.1, 3, 500.0)
     assert c.busy
+
+
+# -- exactly once across a kill at the alert write, and across a reload ---------------------------------------
+
+
+class Killed(BaseException):
+    """kill -9 in the middle of a step: nothing after it runs (BaseException: no handler catches it)."""
+
+
+def jsonl_daemon(tmp: Path, **kw) -> Daemon:
+    cfg = Config(input_path=str(tmp / "audit.log"), state_dir=str(tmp / "state"), start="beginning",
+                 output_jsonl=str(tmp / "alerts.jsonl"), output_stdout=False)
+    d = Daemon(cfg, kw.pop("rules", None) or fresh_rules(), host_id="h", host_name="h", stdout=io.StringIO(),
+               self_pid=1, max_batch_bytes=64, checkpoint_interval=kw.pop("interval", 0.0))
+    d.start()
+    return d
+
+
+def file_ids(tmp: Path) -> List[str]:
+    return [json.loads(ln)["alert"]["id"] for ln in (tmp / "alerts.jsonl").read_text().splitlines()]
+
+
+@pytest.mark.parametrize("torn", [False, True])
+@pytest.mark.parametrize("nth", [1, 2])
+def test_a_kill_at_the_instant_an_alert_line_is_written_repeats_nothing(tmp_path, expected, nth, torn, caplog):
+    """The agent dies right after (or, torn: in the middle of) writing its nth alert line, before any
+    checkpoint records it; the restart re-reads the log and finds the alert again.  The file must hold every
+    alert exactly once and only whole lines."""
+    (tmp_path / "audit.log").write_bytes(b"".join(LOG_LINES))
+    d = jsonl_daemon(tmp_path)
+    real_write = d._jsonl.write_line
+    written = [0]
+
+    def write_then_die(line: str) -> None:
+        written[0] += 1
+        if written[0] < nth:
+            return real_write(line)
+        if torn:
+            os.write(d._jsonl.fd, line.encode()[: len(line) // 2])
+        else:
+            real_write(line)
+        raise Killed
+
+    d._jsonl.write_line = write_then_die
+    with pytest.raises(Killed):
+        d.step(0.0)
+    state = json.loads((tmp_path / "state" / "state.json").read_text())["state"]
+    saved = len(state["alerts"])
+    assert saved < nth  # the checkpoint never heard of the nth alert
+    crash(d)
+    with caplog.at_level("INFO", logger="auditimds"):
+        d2 = jsonl_daemon(tmp_path)
+        d2.step(1.0)
+        d2.close(1.0)
+    assert sorted(file_ids(tmp_path)) == sorted(expected)  # whole lines only, each alert once
+    if torn:
+        aside = (tmp_path / "state" / "alerts-torn.jsonl").read_bytes()
+        assert aside.startswith(b'{"@timestamp"') and aside.endswith(b"\n")
+        assert "ended in a torn line" in caplog.text
+    else:
+        assert f"{nth - saved} alert(s) written after the last checkpoint" in caplog.text
+        assert json.loads((tmp_path / "state" / "state.json").read_text())["state"]["counters"][
+            "alerts_suppressed_duplicates"] >= 1
+
+
+def test_a_kill_at_the_alert_write_still_notifies_once(tmp_path, expected):
+    """The file had the alert, the notifier had not: after the restart the alert is not written again, and is
+    handed to the notifier (which drops what it already took)."""
+    (tmp_path / "audit.log").write_bytes(b"".join(LOG_LINES))
+    d = jsonl_daemon(tmp_path)
+    d.notifier = first = FakeNotifier()
+    real_write = d._jsonl.write_line
+
+    def write_then_die(line: str) -> None:
+        real_write(line)
+        raise Killed
+
+    d._jsonl.write_line = write_then_die
+    with pytest.raises(Killed):
+        d.step(0.0)
+    crash(d)
+    assert first.alerts == []
+    d2 = jsonl_daemon(tmp_path)
+    d2.notifier = second = FakeNotifier()
+    d2.step(1.0)
+    d2.close(1.0)
+    assert sorted(a["alert"]["id"] for a in second.alerts) == sorted(expected)
+    assert sorted(file_ids(tmp_path)) == sorted(expected)
+
+
+def test_a_reload_between_any_two_lines_keeps_every_alert(tmp_path, expected):
+    """SIGHUP with the same rules at every line boundary: the open sequences, held first stages and events
+    being reassembled carry over, so the alerts are those of an uninterrupted run (each once)."""
+    for k in range(len(LOG_LINES) + 1):
+        tmp = tmp_path / f"k{k}"
+        tmp.mkdir()
+        log = tmp / "audit.log"
+        log.write_bytes(b"".join(LOG_LINES[:k]))
+        d = jsonl_daemon(tmp)
+        d.step(0.0)
+        d.apply(d.cfg, fresh_rules())
+        with open(log, "ab") as f:
+            f.write(b"".join(LOG_LINES[k:]))
+        d.step(0.0)
+        d.close(0.0)
+        assert sorted(file_ids(tmp)) == sorted(expected), f"reload after line {k}"
+
+
+def test_a_reload_with_a_changed_rule_starts_it_fresh_and_says_so(tmp_path, expected, caplog):
+    """A rule whose query changed loses its open sequences (logged); one whose name alone changed keeps
+    them."""
+    (tmp_path / "audit.log").write_bytes(b"")
+    d = jsonl_daemon(tmp_path)
+    seed = d.pipeline.rules[0]
+    renamed = fresh_rules()
+    renamed[0].name = "renamed"
+    with caplog.at_level("INFO", logger="auditimds"):
+        d.apply(d.cfg, renamed)
+    assert d.pipeline.rules[0].compiled is seed.compiled and d.pipeline.rules[0].name == "renamed"
+    assert "changed" not in caplog.text
+    changed = fresh_rules()
+    changed[0].fingerprint = "another query"
+    with caplog.at_level("INFO", logger="auditimds"):
+        d.apply(d.cfg, changed)
+    assert d.pipeline.rules[0].compiled is changed[0].compiled
+    assert f"rule {seed.rule_id} ({seed.name}) changed: its open sequences and history start fresh" in caplog.text
+    with caplog.at_level("INFO", logger="auditimds"):
+        d.apply(d.cfg, [])
+    assert f"rule {seed.rule_id} ({seed.name}) removed" in caplog.text
+    d.close(0.0)

@@ -16,6 +16,11 @@
   messages: the oldest are dropped, and counted.
 * After a restart the suppression windows and hour counters are those of the state file, so nothing is
   notified twice, and undelivered messages are sent first.
+* Each alert is taken once: the ids of the alerts submitted (notified, suppressed or held) are kept in the
+  state file, and an alert submitted again (the agent re-reading its log after a crash) is dropped and
+  counted (`duplicates`).  The worker writes the state before it sends, so a message sent is always one the
+  state file knows as queued: a crash can repeat a message only if it comes after the send and before the
+  state that records it as delivered is written (at-least-once for that instant, never a loss).
 
 `clock`, `state_dir` and `send` are passed in; tests drive windows and hours with a fake clock.
 """
@@ -30,7 +35,7 @@ import re
 import tempfile
 import threading
 import time
-from collections import deque
+from collections import OrderedDict, deque
 from contextlib import contextmanager
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -58,6 +63,7 @@ __all__ = [
 STATE_FILE = "notify-state.json"
 STATE_VERSION = 1
 SAVE_INTERVAL_S = 1.0
+MAX_SEEN_IDS = 10_000  # alert ids remembered (a restart re-reads seconds of log, not more)
 
 SendFn = Callable[[str, str, "Channel"], bool]
 
@@ -287,10 +293,13 @@ class Notifier:
         self._seq = 0
         self._slack_entities = True
         self.windows: Dict[str, Dict[str, Any]] = {}
+        self.seen: "OrderedDict[str, float]" = OrderedDict()  # alert id -> when it was submitted
+        self._saved_sig: Tuple[Any, ...] = ()
         self.hour: Dict[str, Any] = {"hour": None, "count": 0, "held": 0, "cap_sent": False}
         self.totals: Dict[str, int] = {"alerts": 0, "notified": 0, "suppressed": 0, "digests": 0, "held": 0,
                                        "cap_messages": 0, "sent": 0, "failed": 0, "spooled": 0, "dropped": 0,
-                                       "invalid_channels": 0, "dead_channels": 0, "state_errors": 0}
+                                       "invalid_channels": 0, "dead_channels": 0, "state_errors": 0,
+                                       "duplicates": 0}
         if channels is None:
             if send is None:
                 channels = []  # resolved with apprise in start() / resolve()
@@ -368,6 +377,16 @@ class Notifier:
         try:
             now = self.clock()
             with self._lock:
+                aid = doc_field(alert, "alert.id")
+                if isinstance(aid, str) and aid:
+                    if aid in self.seen:
+                        self.totals["duplicates"] += 1
+                        return
+                    self.seen[aid] = now
+                    while len(self.seen) > MAX_SEEN_IDS:
+                        self.seen.popitem(last=False)
+                    self._dirty = True
+                    self._wake.notify_all()  # the worker writes the state at once: the id must survive a crash
                 self._tick_locked(now)
                 self.totals["alerts"] += 1
                 key = self._key(alert)
@@ -501,6 +520,9 @@ class Notifier:
                     entry = ch.queue[0]
                     title, body = render(entry["notice"], ch.flavour, title_max=self.cfg.title_max,
                                          body_max=self.cfg.body_max, slack_entities=self._slack_entities)
+                    unsaved = self._dirty
+                if unsaved:
+                    self.save()  # what is sent is first known as queued (and its alert id as taken)
                 ok, reason = self._send(title, body, ch)
                 now = self.clock()
                 with self._lock:
@@ -593,14 +615,15 @@ class Notifier:
         with self._lock:
             if not self._dirty:
                 return
-            if not force and time.monotonic() - self._last_save < SAVE_INTERVAL_S and not self._queues_changed():
+            recent = time.monotonic() - self._last_save < SAVE_INTERVAL_S
+            if not force and recent and self._signature() == self._saved_sig:
                 return
         self.save()
 
-    def _queues_changed(self) -> bool:
-        sig = tuple((ch.id, len(ch.queue), ch.queue[0]["notice"]["seq"] if ch.queue else 0) for ch in self.channels)
-        changed = sig != getattr(self, "_saved_sig", None)
-        return changed
+    def _signature(self) -> Tuple[Any, ...]:
+        """What must reach the state file at once when it changes: the queues and the alert ids taken."""
+        return (tuple((ch.id, len(ch.queue), ch.queue[0]["notice"]["seq"] if ch.queue else 0) for ch in self.channels),
+                next(reversed(self.seen), None))
 
     def save(self) -> None:
         with self._lock:
@@ -608,10 +631,9 @@ class Notifier:
             for cid, q in self._pending_queues.items():  # queues of channels not resolved yet
                 queues.setdefault(cid, q)
             doc = {"version": STATE_VERSION, "seq": self._seq, "windows": self.windows, "hour": self.hour,
-                   "queues": queues, "totals": self.totals}
+                   "queues": queues, "totals": self.totals, "seen": list(self.seen.items())}
             data = (json.dumps(doc, sort_keys=True, default=str) + "\n").encode()
-            self._saved_sig = tuple((ch.id, len(ch.queue), ch.queue[0]["notice"]["seq"] if ch.queue else 0)
-                                    for ch in self.channels)
+            self._saved_sig = self._signature()
             self._dirty = False
             self._last_save = time.monotonic()
         try:
@@ -652,6 +674,12 @@ class Notifier:
             if k in self.totals and isinstance(v, int):
                 self.totals[k] = v
         self._pending_queues = {cid: list(q) for cid, q in queues.items() if isinstance(q, list)}
+        for item in doc.get("seen", []) if isinstance(doc.get("seen"), list) else []:
+            if (isinstance(item, list) and len(item) == 2 and isinstance(item[0], str)
+                    and isinstance(item[1], (int, float))):
+                self.seen[item[0]] = float(item[1])
+        while len(self.seen) > MAX_SEEN_IDS:
+            self.seen.popitem(last=False)
 
     def _attach_queues(self) -> None:
         by_id = {ch.id: ch for ch in self.channels}

@@ -10,8 +10,11 @@ from __future__ import annotations
 
 import json
 import os
+import stat
 from pathlib import Path
-from typing import Any, Dict, TextIO
+from typing import Any, Dict, Optional, TextIO
+
+from .ledger import FileMark, mark_of
 
 ALERTS_FILE_MODE = 0o640  # alerts hold command lines: not for every user of the host
 
@@ -41,6 +44,10 @@ class LineOutput:
     def write_line(self, line: str) -> None:  # pragma: no cover - interface
         raise NotImplementedError
 
+    def mark(self) -> Optional[FileMark]:
+        """Where a file output ends now, for the checkpoint; None for a stream."""
+        return None
+
     def close(self) -> None:
         pass
 
@@ -49,13 +56,17 @@ class FdOutput(LineOutput):
     """Unbuffered writes of whole lines to a file descriptor (os.write until done).
 
     A line cut short by an error (a full disk) is ended by a newline before the next line, so one failure
-    costs at most one broken line in the file, never a line glued to the next one."""
+    costs at most one broken line in the file, never a line glued to the next one.
 
-    def __init__(self, fd: int, name: str, owned: bool = False) -> None:
+    `durable`: each line is on disk (fdatasync) before `write_line` returns, for a regular file: the agent
+    records an alert as written only then, so a power loss cannot take back a line the checkpoint counts."""
+
+    def __init__(self, fd: int, name: str, owned: bool = False, durable: bool = False) -> None:
         self.fd = fd
         self.name = name
         self.owned = owned
         self._partial = False
+        self.durable = durable and _is_regular(fd)
 
     def write_line(self, line: str) -> None:
         data = line.encode("utf-8", "surrogateescape")
@@ -71,6 +82,12 @@ class FdOutput(LineOutput):
                 self._partial = True
             raise
         self._partial = False
+        if self.durable:
+            os.fdatasync(self.fd)
+
+    def mark(self) -> Optional[FileMark]:
+        """Where the file ends now (None when it is not a regular file)."""
+        return mark_of(self.fd, self.name) if self.fd >= 0 else None
 
     def close(self) -> None:
         if self.owned and self.fd >= 0:
@@ -109,12 +126,20 @@ def stdout_output(stream: TextIO) -> LineOutput:
     return FdOutput(fd, "stdout")
 
 
+def _is_regular(fd: int) -> bool:
+    try:
+        return stat.S_ISREG(os.fstat(fd).st_mode)
+    except OSError:
+        return False
+
+
 class AlertsFileError(Exception):
     """The alerts file cannot be opened; one line for the user."""
 
 
-def open_alerts_file(path: str) -> FdOutput:
-    """Open `path` for appending, creating it with mode 0640 (less with a stricter umask).
+def open_alerts_file(path: str, durable: bool = True) -> FdOutput:
+    """Open `path` for appending, creating it with mode 0640 (less with a stricter umask); `durable`: see
+    FdOutput.
 
     Its directory must exist: creating directories (as root, world-readable) where a typo points is not ours
     to do.  Raises AlertsFileError."""
@@ -128,4 +153,4 @@ def open_alerts_file(path: str) -> FdOutput:
         fd = os.open(str(p), os.O_WRONLY | os.O_APPEND | os.O_CREAT | getattr(os, "O_CLOEXEC", 0), ALERTS_FILE_MODE)
     except OSError as e:
         raise AlertsFileError(f"alerts file {path}: {e.strerror or e}") from None
-    return FdOutput(fd, str(path), owned=True)
+    return FdOutput(fd, str(path), owned=True, durable=durable)

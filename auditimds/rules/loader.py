@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import hashlib
+import json
 import logging
 import re
 import sys
@@ -19,7 +21,8 @@ if sys.version_info >= (3, 11):
 else:  # pragma: no cover - exercised on 3.9/3.10 only
     import tomli as tomllib
 
-__all__ = ["Rule", "RuleLoadError", "load_rule", "load_rules", "query_error_reason", "rule_files"]
+__all__ = ["Rule", "RuleLoadError", "behaviour_fingerprint", "carry_over", "load_rule", "load_rules",
+           "query_error_reason", "rule_files"]
 
 log = logging.getLogger("auditimds")
 
@@ -52,6 +55,35 @@ class Rule:
     # type = "new_terms": the fields whose value combination must be new, and the history window (ms)
     new_terms_fields: List[str] = field(default_factory=list)
     history_window_ms: int | None = None
+    # what the rule's matching state depends on (see `behaviour_fingerprint`): a reload keeps the open
+    # sequences and the history of a rule whose fingerprint did not change
+    fingerprint: str = ""
+
+
+def behaviour_fingerprint(rtype: str, query: str, new_terms_fields: List[str], history_window_ms: Optional[int],
+                          lazy_first: bool) -> str:
+    """A digest of everything that decides what a rule matches and what state it keeps (not its name,
+    severity or threat, which only appear in the alerts)."""
+    doc = [rtype, query, new_terms_fields, history_window_ms, lazy_first]
+    return hashlib.sha256(json.dumps(doc).encode("utf-8")).hexdigest()[:32]
+
+
+def carry_over(old: List[Rule], new: List[Rule]) -> Tuple[List[Rule], List[str]]:
+    """For a reload: each new rule whose id and fingerprint match an old rule takes over the old one's
+    compiled matcher, with its state (open sequences, first stages held, new_terms history).  Returns the
+    rules and a line for each rule that starts fresh (changed or added) or was removed."""
+    by_id = {r.rule_id: r for r in old}
+    notes: List[str] = []
+    for r in new:
+        prev = by_id.pop(r.rule_id, None)
+        if prev is None:
+            notes.append(f"rule {r.rule_id} ({r.name}) added")
+        elif prev.fingerprint == r.fingerprint and prev.compiled is not None:
+            r.compiled = prev.compiled
+        else:
+            notes.append(f"rule {r.rule_id} ({r.name}) changed: its open sequences and history start fresh")
+    notes.extend(f"rule {r.rule_id} ({r.name}) removed" for r in by_id.values())
+    return new, notes
 
 
 def _str_list(v: Any) -> List[str]:
@@ -127,6 +159,7 @@ def load_rule(path: Union[str, Path], lazy_first: bool = True) -> Rule:
         parsed=parsed,
         new_terms_fields=nt_fields,
         history_window_ms=window_ms,
+        fingerprint=behaviour_fingerprint(rtype, query, nt_fields, window_ms, lazy_first),
     )
 
 

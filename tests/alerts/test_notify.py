@@ -402,3 +402,60 @@ def test_notify_config_errors_none_for_a_usable_config(tmp_path: Path) -> None:
     assert notify_config_errors(parse_notify({"urls": ["json://127.0.0.1/"], "config": str(ap)}, "c.toml")) == []
     errors = notify_config_errors(parse_notify({"config": str(ap), "tags": ["dev"]}, "c.toml"))
     assert errors == [f"c.toml: [notify] config: {ap}: no service in the apprise config file has a tag of dev"]
+
+
+# -- each alert once, also across a crash -------------------------------------------------------------------
+
+
+def test_an_alert_submitted_again_is_dropped_also_after_a_restart(tmp_path: Path) -> None:
+    """The agent re-reads its log after a crash and submits the alerts it finds again: an alert id the
+    notifier already took (sent, queued or counted in a window) is dropped and counted, never queued again."""
+    clock, sender = Clock(), Sender()
+    n = make(tmp_path, clock, sender, key=["alert.id"])
+    n.submit(alert(1))
+    n.submit(alert(1))
+    n.pump()
+    assert len(sender.sent) == 1 and n.counters()["duplicates"] == 1
+    n.submit(alert(2))  # queued, then the process dies before sending it: the worker's save is what survives
+    n.save()
+    restarted = make(tmp_path, clock, sender, key=["alert.id"])
+    for i in (1, 2, 3):
+        restarted.submit(alert(i))
+    restarted.pump()
+    bodies = [b for _, b, _ in sender.sent]
+    assert len(bodies) == 3 and [sum(f"meta-data/{i}" in b for b in bodies) for i in (1, 2, 3)] == [1, 1, 1]
+    assert restarted.counters()["duplicates"] == 1 + 2  # the totals carry over from the first run
+
+
+def test_a_message_is_in_the_state_file_before_it_is_sent(tmp_path: Path) -> None:
+    """A crash after the send and before the next save must not lose the alert id: the worker writes the
+    state (with the message queued and the alert id taken) before every send of unsaved work."""
+    clock = Clock()
+    seen_on_disk: List[Tuple[List[str], int]] = []
+
+    def send(title: str, body: str, channel: str) -> bool:
+        doc = json.loads((tmp_path / STATE_FILE).read_text())
+        seen_on_disk.append(([a for a, _ in doc["seen"]], sum(len(q) for q in doc["queues"].values())))
+        return True
+
+    n = Notifier(parse_notify({"urls": ["json://127.0.0.1:9/"], "key": ["alert.id"]}, "t.toml"), tmp_path,
+                 clock=clock, send=send)
+    n.submit(alert(1))
+    n.pump()
+    n.submit(alert(2))
+    n.pump()
+    assert seen_on_disk == [([alert(1)["alert"]["id"]], 1),
+                            ([alert(1)["alert"]["id"], alert(2)["alert"]["id"]], 1)]
+
+
+def test_a_suppressed_alert_id_reaches_the_state_file_at_once(tmp_path: Path) -> None:
+    """An alert only counted in a window changes no queue; its id is still written at the next pump, not a
+    second later (a crash in between would count it twice in the digest)."""
+    clock, sender = Clock(), Sender()
+    n = make(tmp_path, clock, sender)
+    n.submit(alert(1))
+    n.pump()
+    n.submit(alert(2))  # same key: suppressed
+    n.pump()
+    doc = json.loads((tmp_path / STATE_FILE).read_text())
+    assert alert(2)["alert"]["id"] in [a for a, _ in doc["seen"]]

@@ -256,3 +256,28 @@ def test_long_values_are_kept_as_digests():
     long_path = "/tmp/" + "a" * 4000
     assert _compact(long_path).startswith("sha256:") and len(_compact(long_path)) == 71
     assert _compact(long_path) == _compact("/tmp/" + "a" * 4000) and _compact("/usr/bin/curl") == "/usr/bin/curl"
+
+
+def test_a_changed_new_terms_rule_starts_its_history_fresh_after_a_restart(tmp_path, caplog, monkeypatch):
+    """The history is saved with the rule's fingerprint: a rule whose query or fields changed since does not
+    inherit terms collected under the old definition (logged); a state of an older release (no fingerprints)
+    is trusted as is."""
+    (tmp_path / "audit.log").write_bytes(b"")
+    assert len(run_once(tmp_path, connect_lines(T0, 1))) == 1
+    doc = json.loads((tmp_path / "state" / NEW_TERMS_FILE).read_text())["state"]
+    assert doc["fingerprints"][NEW_TERMS] == next(r.fingerprint for r in pack_rules() if r.rule_id == NEW_TERMS)
+    import auditimds.rules.loader as loader
+
+    real = loader.behaviour_fingerprint
+    monkeypatch.setattr(loader, "behaviour_fingerprint", lambda *a: real(*a) + "-changed")
+    with caplog.at_level("INFO", logger="auditimds"):
+        assert len(run_once(tmp_path, connect_lines(T0 + 3600, 2))) == 1  # new again under the new definition
+    assert "changed since its new_terms history was saved: the history starts fresh" in caplog.text
+    monkeypatch.undo()
+    from auditimds.source.checkpoint import load_state, save_state
+
+    path = tmp_path / "state" / NEW_TERMS_FILE
+    old = load_state(path)
+    del old["fingerprints"]
+    save_state(path, old)
+    assert run_once(tmp_path, connect_lines(T0 + 7200, 3)) == []  # no fingerprints: the history is used
