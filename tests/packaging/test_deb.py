@@ -1,6 +1,7 @@
 """The .deb: built by packaging/deb/build.sh, installed with dpkg -i, run from the installed paths, purged
 leaving nothing behind.  Needs root, dpkg-deb and Debian's python3 with venv (build.sh installs python3-venv
-when missing) and PyPI for the dependencies: about 25 s to build, 10 s to install and purge.
+when missing) and PyPI for the dependencies: about 25 s to build (once per session: the `deb` fixture of
+conftest.py, shared with test_systemd_nspawn.py), 10 s to install and purge.
 
 The machine's audit state is put back as it was: dpkg -i runs `augenrules --load` (which replaces the kernel's
 rules by those of /etc/audit/rules.d), so the rules listed before the test are re-added afterwards, and
@@ -19,9 +20,6 @@ from typing import Dict, List, Optional, Set
 
 import pytest
 
-from tests.conftest import REPO
-
-BUILD = REPO / "packaging" / "deb" / "build.sh"
 PKG = "auditimds"
 # Where the package puts (or its scripts create) anything.
 WATCHED = ["/opt", "/etc", "/usr/bin", "/usr/share/doc", "/usr/share/auditimds", "/lib/systemd/system", "/var/lib",
@@ -79,17 +77,6 @@ def audit_rules() -> Optional[List[str]]:
 def audit_status() -> Dict[str, str]:
     r = subprocess.run(["auditctl", "-s"], capture_output=True, text=True)
     return dict(ln.split(None, 1) for ln in r.stdout.splitlines() if len(ln.split(None, 1)) == 2)
-
-
-@pytest.fixture(scope="module")
-def deb(tmp_path_factory) -> Path:
-    out = tmp_path_factory.mktemp("deb")
-    t0 = time.monotonic()
-    r = sh("bash", str(BUILD), str(out), timeout=900)
-    path = Path(r.stdout.strip().splitlines()[-1])
-    assert path.is_file() and path.suffix == ".deb", r.stdout
-    print(f"build.sh: {time.monotonic() - t0:.1f} s, {path.stat().st_size} bytes")
-    return path
 
 
 @pytest.fixture(scope="module")
