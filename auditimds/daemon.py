@@ -35,7 +35,7 @@ from pathlib import Path
 from typing import Any, Callable, Deque, Dict, List, Optional, TextIO, Tuple
 
 from .alerts.exceptions import ExceptionFilter
-from .alerts.ledger import AlertLedger, FileMark, reconcile_alerts_file
+from .alerts.ledger import AlertLedger, FileMark, alert_time_ms, reconcile_alerts_file
 from .alerts.sinks import AlertsFileError, LineOutput, StreamOutput, dumps, open_alerts_file, stdout_output
 from .audit.records import parse_event_id, split_header
 from .config import Config, ConfigError, load_config
@@ -174,7 +174,7 @@ class Daemon:
         self.ledger = AlertLedger()
         # ids found in the alerts file after the checkpoint's mark (written by a run that died before its
         # checkpoint): not written again when the log is re-read
-        self._in_file: set = set()
+        self._to_notify: List[Dict[str, Any]] = []  # alerts read back from the file, for the notifier
         self.emitted = 0
         self.suppressed = 0
         self._jsonl: Optional[LineOutput] = None
@@ -188,6 +188,9 @@ class Daemon:
         self._read_since_checkpoint = False
         self._last_checkpoint = 0.0
         self._samples: Deque[Tuple[Position, int]] = deque()
+        # asked between two batches of a read: True ends the read early (run_daemon: a signal is pending)
+        self.interrupted: Callable[[], bool] = lambda: False
+        self._resume_ts_ms: Optional[int] = None  # the log time at the saved resume position
         self.pipeline = Pipeline(
             rules, host_id, host_name, on_alert=self._on_alert, reorder_ms=200, wall_timeout=REASSEMBLY_TIMEOUT_S,
             resolver=resolver, ignore_pid=self._ignore_pid, exceptions=ExceptionFilter(cfg.exceptions),
@@ -236,6 +239,8 @@ class Daemon:
             else:
                 try:
                     position = Position.from_dict(state["resume"]) if state.get("resume") else None
+                    ts = state.get("resume_ts_ms")
+                    self._resume_ts_ms = ts if isinstance(ts, int) and not isinstance(ts, bool) else None
                 except (ValueError, KeyError, TypeError) as e:
                     raise DaemonError(f"{self.state_path}: bad resume position ({e}); remove the file to "
                                       "start fresh") from None
@@ -245,6 +250,7 @@ class Daemon:
         self._open_output(self.cfg.output_jsonl)
         self._start_notifier()
         self.follower = LogFollower(self.cfg.input_path, start=self.cfg.start, position=position,
+                                    position_time=None if self._resume_ts_ms is None else self._resume_ts_ms / 1000,
                                     max_batch_bytes=self.max_batch_bytes, log=log)
         if position is not None:
             log.info("resuming %s from the saved position (%d alert ids remembered)", self.cfg.input_path,
@@ -308,8 +314,15 @@ class Daemon:
         if found.bad_lines:
             log.warning("alerts file %s: %d line(s) after the last checkpoint are not alerts (ignored)", path,
                         found.bad_lines)
-        new = [a for a in found.ids if a not in self.ledger]
-        self._in_file = set(new)
+        # The file is the record of what was emitted (stdout got each line before the file): its alerts join
+        # the ledger now, so the mark may move past them at the next checkpoint without their ids being lost.
+        # The notifier is handed those written after a mark (it drops the ids it already took); without a mark
+        # (no state yet) the file's tail is history, not notified again.
+        default_ts = state.get("newest_event_ms", 0) if state is not None else 0
+        new = [d for d in found.alerts if d["alert"]["id"] not in self.ledger]
+        for d in new:
+            self.ledger.add(d["alert"]["id"], alert_time_ms(d, default_ts if isinstance(default_ts, int) else 0))
+        self._to_notify = new if mark is not None else []
         if new:
             log.info("alerts file %s: %d alert(s) written after the last checkpoint (not written again)", path,
                      len(new))
@@ -388,6 +401,7 @@ class Daemon:
     def feed(self, lines: List[bytes], now: float) -> None:
         """Plugin mode: process lines received on stdin."""
         self._now = now
+        self._hand_over()
         self.pipeline.feed(lines, now)
         self.pipeline.tick(now)
         if self._alerts_pending_checkpoint:
@@ -457,29 +471,38 @@ class Daemon:
         return pid == self.self_pid or ppid == self.self_pid
 
     def _on_alert(self, alert: Dict[str, Any]) -> None:
-        """Each output gets an alert once: the ledger holds what every output has (saved at the checkpoint);
-        the alerts file tells what it got after that (read back at start); the notifier keeps its own ids.
+        """Each output gets an alert once: the ledger holds what stdout and the file have (saved at the
+        checkpoint; at start, the alerts the file got after it join it: `_reconcile`); the notifier keeps its
+        own ids and is handed every alert found, also one already in the ledger.
         stdout is written before the file, so an alert in the file is on stdout too."""
         aid = alert["alert"]["id"]
         if aid in self.ledger:
             self.suppressed += 1
+            # the ledger may be saved before the notifier's worker wrote down that it took the alert: hand it
+            # over again, the notifier drops the ids it already took (a kill between the two loses nothing)
+            if self.notifier is not None:
+                self.notifier.submit(alert)
             return
-        if aid in self._in_file:
-            self._in_file.discard(aid)
-            self.suppressed += 1
-        else:
-            line = dumps(alert) + "\n"
-            if self.cfg.output_stdout:
-                self._write(self._stdout_out, line)
-            if self._jsonl is not None:
-                self._write(self._jsonl, line)
-            self.emitted += 1
-            log.info("alert %s: %s", aid, _printable(alert.get("message", "")))
+        line = dumps(alert) + "\n"
+        if self.cfg.output_stdout:
+            self._write(self._stdout_out, line)
+        if self._jsonl is not None:
+            self._write(self._jsonl, line)
+        self.emitted += 1
+        log.info("alert %s: %s", aid, _printable(alert.get("message", "")))
         ts = self.pipeline.newest_ts_ms
         self.ledger.add(aid, ts if ts >= 0 else 0)
         self._alerts_pending_checkpoint += 1
         if self.notifier is not None:
             self.notifier.submit(alert)
+
+    def _hand_over(self) -> None:
+        """The alerts a killed run wrote to the file after its last checkpoint, to the notifier (which drops
+        those it took before the kill)."""
+        if self._to_notify and self.notifier is not None:
+            for alert in self._to_notify:
+                self.notifier.submit(alert)
+        self._to_notify = []
 
     def _write(self, out: LineOutput, line: str) -> None:
         """One alert line to one output; a failure is counted and reported, never raised."""
@@ -513,6 +536,8 @@ class Daemon:
                 # a long catch-up moves the checkpoint along: a crash in it does not replay everything
                 self._read_since_checkpoint = True
                 self.checkpoint(now, force=True)
+            if self.interrupted():
+                break  # a signal came: stop or reload now, not after the whole catch-up (the rest waits)
         if n:
             self._read_since_checkpoint = True
         return n
@@ -520,6 +545,7 @@ class Daemon:
     def step(self, now: float) -> int:
         """Read and process everything available; apply wall-clock timeouts; checkpoint when due."""
         self._now = now
+        self._hand_over()
         n = self._read(now)
         self.pipeline.tick(now)
         self.checkpoint(now)
@@ -577,12 +603,13 @@ class Daemon:
     def lookback_ms(self) -> int:
         return self.pipeline.max_maxspan_ms + REASSEMBLY_TIMEOUT_S * 1000 + RESUME_MARGIN_MS
 
-    def resume_position(self) -> Optional[Position]:
-        """The newest batch start that is at least `lookback_ms` older than the newest event processed."""
+    def resume_position(self) -> Tuple[Optional[Position], Optional[int]]:
+        """The newest batch start that is at least `lookback_ms` older than the newest event processed, and
+        the log time of its first line (None when unknown)."""
         assert self.follower is not None
         samples = self._samples
         if not samples:
-            return self.follower.position
+            return self.follower.position, self._resume_ts_ms
         limit = self.pipeline.newest_ts_ms - self.lookback_ms
         chosen = 0
         for i, (_pos, ts) in enumerate(samples):
@@ -592,7 +619,7 @@ class Daemon:
                 break
         for _ in range(chosen):
             samples.popleft()
-        return samples[0][0]
+        return samples[0]
 
     def checkpoint(self, now: float, force: bool = False) -> None:
         if self.follower is None:
@@ -601,7 +628,7 @@ class Daemon:
                or (self._read_since_checkpoint and now - self._last_checkpoint >= self.checkpoint_interval))
         if not (force or due):
             return
-        resume = self.resume_position()
+        resume, resume_ts = self.resume_position()
         pos = self.follower.position
         newest = self.pipeline.newest_ts_ms
         if newest >= 0:
@@ -609,6 +636,7 @@ class Daemon:
         state = {
             "log": os.path.realpath(self.cfg.input_path),
             "resume": resume.to_dict() if resume is not None else None,
+            "resume_ts_ms": resume_ts,
             "position": pos.to_dict() if pos is not None else None,
             "alerts": self.ledger.to_list(),
             "alerts_file": self._alerts_file_mark(),
@@ -841,6 +869,7 @@ def run_daemon(cfg: Config, config_path: Optional[str], overrides: Dict[str, Any
     rules = load_rules(cfg)
     host_id, host_name = host(cfg)
     d = Daemon(cfg, rules, host_id=host_id, host_name=host_name, resolver=ProcResolver())
+    d.interrupted = lambda: flags["stop"] or flags["reload"]
     d.start()
     waker = Waker(cfg.input_path, log=log)
     sigpipe.forward_to(waker.wake)

@@ -23,6 +23,7 @@ import os
 import stat
 from collections import OrderedDict
 from dataclasses import dataclass, field
+from datetime import datetime, timezone
 from typing import Any, Dict, List, Optional
 
 # Lines after the mark are those written between two checkpoints (seconds of alerts): far less than this.
@@ -104,12 +105,14 @@ def mark_of(fd: int, path: str) -> Optional[FileMark]:
 @dataclass
 class Reconciled:
     ids: List[str] = field(default_factory=list)  # alert ids written after the mark, in file order
+    alerts: List[Dict[str, Any]] = field(default_factory=list)  # those alerts, as written (same order)
     torn: bytes = b""                              # the torn last line, cut off the file
     bad_lines: int = 0                             # complete lines that are not alerts
     read_bytes: int = 0
 
 
-def _alert_id(line: bytes) -> Optional[str]:
+def _alert_of(line: bytes) -> Optional[Dict[str, Any]]:
+    """The alert a line holds, or None when it is not one (damaged, or not ours)."""
     try:
         doc = json.loads(line)
     except ValueError:  # JSONDecodeError and UnicodeDecodeError
@@ -118,18 +121,33 @@ def _alert_id(line: bytes) -> Optional[str]:
         return None
     alert = doc.get("alert")
     aid = alert.get("id") if isinstance(alert, dict) else None
-    return aid if isinstance(aid, str) and aid else None
+    return doc if isinstance(aid, str) and aid else None
 
 
 def _scan(data: bytes, out: Reconciled) -> None:
     for line in data.split(b"\n"):
         if not line.strip():
             continue
-        aid = _alert_id(line)
-        if aid is None:
+        doc = _alert_of(line)
+        if doc is None:
             out.bad_lines += 1
         else:
-            out.ids.append(aid)
+            out.ids.append(doc["alert"]["id"])
+            out.alerts.append(doc)
+
+
+def alert_time_ms(doc: Dict[str, Any], default: int) -> int:
+    """An alert's @timestamp (log time) in ms since the epoch, or `default` when it has none usable."""
+    ts = doc.get("@timestamp")
+    if not isinstance(ts, str):
+        return default
+    try:
+        when = datetime.fromisoformat(ts[:-1] + "+00:00" if ts.endswith("Z") else ts)
+    except ValueError:
+        return default
+    if when.tzinfo is None:
+        when = when.replace(tzinfo=timezone.utc)
+    return int(when.timestamp() * 1000)
 
 
 def _read_from(fd: int, start: int, end: int) -> bytes:
@@ -183,6 +201,7 @@ def reconcile_alerts_file(path: str, mark: Optional[FileMark]) -> Reconciled:
         # after its mark; the current one (new to the ledger) from its start
         old = reconcile_alerts_file(mark.path, mark) if os.path.exists(mark.path) else Reconciled()
         out.ids.extend(old.ids)
+        out.alerts.extend(old.alerts)
         out.bad_lines += old.bad_lines
         mark = None
     try:

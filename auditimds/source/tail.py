@@ -42,8 +42,11 @@ With a `position`, the file it names is looked for among `path`, `path.1`, `path
    logrotate's `copytruncate`.  Treated as 1.  (If several match, the oldest, so we re-read rather
    than skip);
 3. else the inode still is `path` but the fingerprint changed or it is shorter → truncated/rewritten in
-   place.  auditd renames on rotation, so every rotated file is older than it and was already read:
-   read `path` from 0 (counted as a truncation);
+   place, or the checkpointed file was rotated out and deleted and the new `path` got its freed inode.
+   Rotated files whose mtime is at or after `position_time` (the log time of the resume point, when the
+   caller knows it) were written since the checkpoint: they are read from 0, oldest first, then `path`
+   from 0.  Without such files (auditd renames on rotation, so every rotated file is older than a file
+   rewritten in place and was already read): `path` from 0 (counted as a truncation);
 4. else (the file was rotated beyond `num_logs`, deleted, or the inode was reused by a newer file):
    nothing left on disk is known to have been read.  Retention deletes the oldest file first, so every
    remaining file is newer than the checkpointed one and *entirely unread*: read all of them from the
@@ -71,6 +74,11 @@ from typing import Any, Dict, Iterator, List, Optional, Tuple
 FINGERPRINT_BYTES = 4096
 PERMISSION_FIX = "run as root, add the user to auditd's log_group, or grant CAP_DAC_READ_SEARCH"
 FOLLOWING = "following"
+# position_time is the log time of the resume point; a file's mtime is its last write, never before the
+# lines it holds were stamped: a second of slack covers clock granularity (re-reading costs nothing but time)
+RESUME_TIME_SLACK_S = 1.0
+# opening the rotated files again when auditd renamed them meanwhile (each attempt takes microseconds)
+SNAPSHOT_ATTEMPTS = 20
 _OPEN_FLAGS = os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | getattr(os, "O_CLOEXEC", 0)
 _MAX_PROBE = 99  # rotated names probed one by one when the directory cannot be listed
 
@@ -127,6 +135,7 @@ class FollowerStats:
     errors: int = 0
     unterminated_lines: int = 0  # rotated files ending without "\n": last fragment delivered as a line
     oversized_lines: int = 0  # fragments longer than max_line_bytes delivered as lines
+    snapshot_retries: int = 0  # auditd renamed the rotated files while they were being opened: opened again
 
     def as_dict(self) -> Dict[str, int]:
         return asdict(self)
@@ -202,6 +211,7 @@ class LogFollower:
         *,
         start: str = "end",
         position: Optional[Position] = None,
+        position_time: Optional[float] = None,
         max_batch_bytes: int = 1 << 20,
         max_line_bytes: int = 1 << 20,
         log: Optional[logging.Logger] = None,
@@ -216,6 +226,7 @@ class LogFollower:
         self._rotated_re = re.compile(re.escape(self._base) + r"\.([0-9]+)")
         self._start = start
         self._resume: Optional[Position] = position
+        self._resume_time = position_time
         self._max_batch = max_batch_bytes
         self._max_line = max_line_bytes
         self._log = log or _log
@@ -342,7 +353,22 @@ class LogFollower:
         return out
 
     def _open_rotated(self) -> List[_Reader]:
-        """Open every rotated file, oldest first (unreadable ones are skipped, with a status)."""
+        """Open every rotated file, oldest first (unreadable ones are skipped, with a status).
+
+        The files are opened one by one by name while auditd may be renaming them: a rotation between two
+        opens shifts every name by one, and one file would be skipped (or one taken twice).  So the names are
+        looked at again afterwards and the whole set is opened again until no rotation came in between."""
+        readers: List[_Reader] = []
+        for _attempt in range(SNAPSHOT_ATTEMPTS):
+            readers = self._open_rotated_once()
+            if self._unmoved(readers):
+                return readers
+            for r in readers:
+                r.close()
+            self.stats.snapshot_retries += 1
+        return self._open_rotated_once()  # a rotation storm: the best we can do (never reached in practice)
+
+    def _open_rotated_once(self) -> List[_Reader]:
         readers = []
         for _, name in self._rotated_names():
             try:
@@ -352,6 +378,20 @@ class LogFollower:
             except OSError as e:
                 self._os_problem(name, e)
         return readers
+
+    def _unmoved(self, readers: List[_Reader], live: "Optional[_Reader]" = None) -> bool:
+        """Every opened file still has its name, and no rotated name appeared since they were opened."""
+        names = {name for _, name in self._rotated_names()}
+        if names != {r.name for r in readers}:
+            return False
+        for r in readers + ([live] if live is not None else []):
+            try:
+                st = os.lstat(r.name)
+            except OSError:
+                return False
+            if (st.st_dev, st.st_ino) != r.identity():
+                return False
+        return True
 
     # ------------------------------------------------------------------ start / resume
 
@@ -391,12 +431,21 @@ class LogFollower:
         r.read_pos = r.offset
 
     def _resume_chain(self, pos: Position) -> None:
-        rotated = self._open_rotated()  # oldest first
+        rotated: List[_Reader] = []
         live: Optional[_Reader] = None
-        try:
-            live = self._open(self.path)
-        except OSError as e:
-            self._os_problem(self.path, e)
+        for _attempt in range(SNAPSHOT_ATTEMPTS):  # rotated files and `path` as one snapshot: see _open_rotated
+            rotated = self._open_rotated()  # oldest first
+            live = None
+            try:
+                live = self._open(self.path)
+            except OSError as e:
+                self._os_problem(self.path, e)
+            if self._unmoved(rotated, live):
+                break
+            for r in rotated + ([live] if live is not None else []):
+                r.close()
+            rotated, live = [], None
+            self.stats.snapshot_retries += 1
         files = rotated + ([live] if live else [])
         if not files:
             return  # nothing on disk yet: keep the position, retry next call
@@ -421,7 +470,20 @@ class LogFollower:
                     idx, how = i, "same first line under another inode (copied or restored)"
                     break
         if idx is None and live is not None and live.identity() == (pos.dev, pos.inode):  # 3. rewritten
-            idx, from_zero, how = len(files) - 1, True, "same inode, rewritten in place"
+            # or: the checkpointed file was rotated out and deleted, and the new `path` got its inode (ext4
+            # reuses freed inodes at once).  Then the rotated files written since the checkpoint are unread.
+            since = self._resume_time
+            newer = [i for i in range(len(rotated)) if since is not None
+                     and os.fstat(files[i].fd).st_mtime >= since - RESUME_TIME_SLACK_S]
+            if newer:
+                idx, from_zero = newer[0], True
+                self._log.warning(
+                    "%s has the checkpointed inode but other content: a rotation deleted the checkpointed file "
+                    "and its inode went to a newer one (or it was rewritten in place). Reading the %d rotated "
+                    "file(s) written since the checkpoint (from %s), then %s, from the start",
+                    self.path, len(rotated) - newer[0], files[newer[0]].name, self.path)
+            else:
+                idx, from_zero, how = len(files) - 1, True, "same inode, rewritten in place"
         if idx is None:  # 4. lost
             rot_sizes = sizes[: len(rotated)]
             lost = max(0, max(rot_sizes) - pos.offset) if rot_sizes else 0

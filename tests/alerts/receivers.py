@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import socket
+import sys
 import threading
 import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -36,6 +37,7 @@ class HttpReceiver:
         self.port = port or free_port()
         self.requests: List[Dict[str, Any]] = []
         self.status = 200
+        self.partial = 0  # requests whose body ended early (the sender was killed): not recorded
         self._lock = threading.Lock()
         self._server: Optional[ThreadingHTTPServer] = None
         self._thread: Optional[threading.Thread] = None
@@ -47,8 +49,12 @@ class HttpReceiver:
             def do_POST(self) -> None:  # noqa: N802 - http.server API
                 n = int(self.headers.get("Content-Length") or 0)
                 body = self.rfile.read(n)
+                if len(body) < n:  # the sender died mid-request: not a delivery (a real server drops it too)
+                    recv.partial += 1
+                    return
                 with recv._lock:
-                    recv.requests.append({"path": self.path, "headers": dict(self.headers), "body": body})
+                    recv.requests.append({"path": self.path, "headers": dict(self.headers), "body": body,
+                                          "at": time.time()})
                 self.send_response(recv.status)
                 self.send_header("Content-Type", "text/plain")
                 self.send_header("Content-Length", "2")
@@ -58,8 +64,14 @@ class HttpReceiver:
             def log_message(self, *_a: Any) -> None:
                 pass
 
-        ThreadingHTTPServer.allow_reuse_address = True
-        self._server = ThreadingHTTPServer(("127.0.0.1", self.port), Handler)
+        class Server(ThreadingHTTPServer):
+            allow_reuse_address = True
+
+            def handle_error(self, request: Any, client_address: Any) -> None:
+                if not isinstance(sys.exc_info()[1], ConnectionError):  # a sender killed mid-reply: quiet
+                    super().handle_error(request, client_address)
+
+        self._server = Server(("127.0.0.1", self.port), Handler)
         self._server.daemon_threads = True
         self._thread = threading.Thread(target=self._server.serve_forever, kwargs={"poll_interval": 0.05},
                                         daemon=True)

@@ -5,11 +5,15 @@ from __future__ import annotations
 
 import os
 import re
+import shutil
 import signal
 import subprocess
+import sys
 import time
+import uuid
+from contextlib import contextmanager
 from pathlib import Path
-from typing import Callable, Dict, Tuple
+from typing import Callable, Dict, Iterator, List, Optional, Tuple
 
 from tests.conftest import REPO
 
@@ -91,3 +95,89 @@ def stop_auditd(pid: int) -> None:
     except ProcessLookupError:
         return
     wait_for(f"auditd (pid {pid}) to exit", lambda: not is_auditd(pid), deadline_s=30)
+
+
+class AuditUnavailable(Exception):
+    """This machine cannot run the real-auditd tests (the reason is the message)."""
+
+
+@contextmanager
+def real_auditd() -> Iterator[Path]:
+    """auditd running and writing, with packaging/audit/auditimds.rules loaded; yields the log's path.
+
+    Raises AuditUnavailable (before changing anything) without root, auditd or kernel audit support.
+    See tests/e2e/conftest.py for the care taken with the machine's global audit state."""
+    if os.geteuid() != 0:
+        raise AuditUnavailable("needs root (the kernel audit subsystem and network namespaces)")
+    if not shutil.which("auditctl") or not shutil.which("auditd"):
+        raise AuditUnavailable("auditd is not installed (apt-get install auditd; .ci/run installs it)")
+    probe = subprocess.run(["auditctl", "-s"], capture_output=True, text=True)
+    if probe.returncode != 0:
+        raise AuditUnavailable(f"the kernel has no usable audit support: {probe.stderr.strip() or probe.stdout.strip()}")
+    started = 0
+    if not live_auditd_pid():
+        # a stale registration (dead auditd) is replaced: the new auditd registers itself with the kernel
+        sh("auditd")  # daemonizes
+        started = wait_for("a live auditd to register with the kernel", live_auditd_pid)  # type: ignore[assignment]
+    old_backlog = int(audit_status().get("backlog_limit", "0"))
+    if old_backlog < 8192:
+        sh("auditctl", "-b", "8192")
+    added: List[List[str]] = []
+    log = auditd_log_file()
+    try:
+        for line in RULES_FILE.read_text().splitlines():
+            line = line.strip()
+            if not line or line.startswith("#"):
+                continue
+            args = line.split()
+            r = subprocess.run(["auditctl", *args], capture_output=True, text=True)
+            if r.returncode == 0:
+                added.append(args)
+            elif "exists" not in (r.stderr + r.stdout):
+                raise AssertionError(f"auditctl {line}: {r.stderr.strip()}")
+        st = log.stat()
+        start = (st.st_ino, st.st_size)
+        canary = f"e2ecanary{uuid.uuid4().hex[:8]}"
+        subprocess.run(["/bin/true", canary], check=True)
+        wait_for(f"auditd (pid {live_auditd_pid()}) to write a canary exec to {log}",
+                 lambda: canary.encode() in read_log_since(log, start))
+        yield log
+    finally:
+        for args in added:
+            subprocess.run(["auditctl", "-d", *args[1:]], capture_output=True)
+        if old_backlog < 8192:
+            subprocess.run(["auditctl", "-b", str(old_backlog)], capture_output=True)
+        if started:
+            stop_auditd(started)
+
+
+IMDS = "169.254.169.254"
+
+
+@contextmanager
+def imds_namespace(root: Path) -> Iterator[str]:
+    """A network namespace whose loopback carries 169.254.169.254, with a fake metadata server on port 80
+    serving files from `root`; yields the namespace's name.  Nothing leaves the host."""
+    if not shutil.which("ip") or not shutil.which("curl"):
+        raise AuditUnavailable("needs iproute2 and curl (.ci/run installs them)")
+    ns = f"aimds{os.getpid()}"
+    creds = root / "latest" / "meta-data" / "iam" / "security-credentials"
+    creds.mkdir(parents=True, exist_ok=True)
+    (creds / "role").write_text('{"AccessKeyId":"ASIAEXAMPLE","SecretAccessKey":"example"}\n')
+    (root / "latest" / "meta-data" / "instance-id").write_text("i-0123456789abcdef0\n")
+    sh("ip", "netns", "add", ns)
+    server: Optional[subprocess.Popen] = None
+    try:
+        sh("ip", "netns", "exec", ns, "ip", "link", "set", "lo", "up")
+        sh("ip", "netns", "exec", ns, "ip", "addr", "add", f"{IMDS}/32", "dev", "lo")
+        server = subprocess.Popen(["ip", "netns", "exec", ns, sys.executable, "-m", "http.server", "80", "--bind", IMDS,
+                                   "--directory", str(root)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        wait_for("the fake metadata server", lambda: subprocess.run(
+            ["ip", "netns", "exec", ns, "curl", "-s", "-m", "1", f"http://{IMDS}/latest/meta-data/instance-id"],
+            capture_output=True, text=True).stdout.startswith("i-0123"))
+        yield ns
+    finally:
+        if server is not None:
+            server.terminate()
+            server.wait(timeout=10)
+        subprocess.run(["ip", "netns", "del", ns], capture_output=True)

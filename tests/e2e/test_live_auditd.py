@@ -12,7 +12,6 @@ from __future__ import annotations
 import json
 import os
 import re
-import shutil
 import signal
 import subprocess
 import sys
@@ -24,9 +23,7 @@ from typing import Callable, Dict, Iterator, List, Optional
 import pytest
 
 from tests.conftest import REPO
-from tests.e2e.realaudit import audit_status, sh, wait_for
-
-IMDS = "169.254.169.254"
+from tests.e2e.realaudit import IMDS, AuditUnavailable, audit_status, imds_namespace, sh, wait_for
 
 
 @pytest.fixture(scope="module")
@@ -38,30 +35,11 @@ def auditd(audit_daemon) -> Dict[str, object]:
 @pytest.fixture(scope="module")
 def imds_ns(tmp_path_factory) -> Iterator[str]:
     """A network namespace whose loopback carries 169.254.169.254, with a fake metadata server on port 80."""
-    if not shutil.which("ip") or not shutil.which("curl"):
-        pytest.skip("needs iproute2 and curl (.ci/run installs them)")
-    ns = f"aimds{os.getpid()}"
-    root = tmp_path_factory.mktemp("fake-imds")
-    creds = root / "latest" / "meta-data" / "iam" / "security-credentials"
-    creds.mkdir(parents=True)
-    (creds / "role").write_text('{"AccessKeyId":"ASIAEXAMPLE","SecretAccessKey":"example"}\n')
-    (root / "latest" / "meta-data" / "instance-id").write_text("i-0123456789abcdef0\n")
-    sh("ip", "netns", "add", ns)
-    server: Optional[subprocess.Popen] = None
     try:
-        sh("ip", "netns", "exec", ns, "ip", "link", "set", "lo", "up")
-        sh("ip", "netns", "exec", ns, "ip", "addr", "add", f"{IMDS}/32", "dev", "lo")
-        server = subprocess.Popen(["ip", "netns", "exec", ns, sys.executable, "-m", "http.server", "80", "--bind", IMDS,
-                                   "--directory", str(root)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-        wait_for("the fake metadata server", lambda: subprocess.run(
-            ["ip", "netns", "exec", ns, "curl", "-s", "-m", "1", f"http://{IMDS}/latest/meta-data/instance-id"],
-            capture_output=True, text=True).stdout.startswith("i-0123"))
-        yield ns
-    finally:
-        if server is not None:
-            server.terminate()
-            server.wait(timeout=10)
-        subprocess.run(["ip", "netns", "del", ns], capture_output=True)
+        with imds_namespace(tmp_path_factory.mktemp("fake-imds")) as ns:
+            yield ns
+    except AuditUnavailable as e:
+        pytest.skip(str(e))
 
 
 class Agent:

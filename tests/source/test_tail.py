@@ -5,6 +5,7 @@ import json
 import logging
 import os
 import shutil
+import time
 from pathlib import Path
 from typing import List, Optional
 
@@ -461,6 +462,61 @@ def test_resume_into_a_truncated_file_reads_it_from_zero(log):
     f = LogFollower(str(log.path), position=pos)
     assert read_lines(f) == [L(9)]
     assert f.stats.truncations == 1
+
+
+def test_resume_when_a_rotation_deleted_the_checkpointed_file_and_the_new_log_got_its_inode(log, caplog):
+    """ext4 hands a freed inode to the next file created: the checkpointed file was rotated out and deleted,
+    and the new audit.log has its inode (other content).  The rotated files written since the checkpoint
+    (mtime at or after `position_time`) are unread: read them, oldest first, then audit.log.  Without
+    `position_time` it is taken for a rewrite in place (the old behaviour: audit.log only)."""
+    log.lines(L(1), L(2))
+    pos = positions_of_every_line(log.path)[1]  # after L(1): L(2) unread
+    checkpoint_time = os.stat(log.path).st_mtime
+    log.rotate()
+    log.lines(L(3))
+    log.rotate()
+    log.lines(L(4))
+    st = os.stat(log.path)
+    reused = Position(dev=st.st_dev, inode=st.st_ino, fingerprint=pos.fingerprint, offset=pos.offset)
+    os.unlink(f"{log.path}.2")  # the checkpointed file, rotated out ([L(1), L(2)]: L(2) is lost)
+    f = LogFollower(str(log.path), position=reused, position_time=checkpoint_time)
+    assert read_lines(f) == [L(3), L(4)]
+    assert "inode went to a newer one" in caplog.text
+    g = LogFollower(str(log.path), position=reused)
+    assert read_lines(g) == [L(4)]  # no time: a rewrite in place (rotated files older, already read)
+    old = time.time() - 3600
+    os.utime(f"{log.path}.1", (old, old))
+    h = LogFollower(str(log.path), position=reused, position_time=checkpoint_time)
+    assert read_lines(h) == [L(4)]  # the rotated file was written before the checkpoint: already read
+
+
+@pytest.mark.parametrize("at_open", [1, 2, 3])
+def test_a_rotation_while_the_rotated_files_are_being_opened_skips_none(log, monkeypatch, at_open):
+    """auditd renames path.N while the follower opens them one by one by name: every name shifts by one under
+    its feet.  The snapshot is taken again, so no file is skipped and none is read twice."""
+    log.lines(L(1), L(2))
+    pos = positions_of_every_line(log.path)[1]  # after L(1)
+    log.rotate()
+    log.lines(L(3))
+    log.rotate()
+    log.lines(L(4))
+    log.rotate()
+    log.lines(L(5))
+    real_open = LogFollower._open
+    calls = {"n": 0}
+
+    def open_then_rotate(self, name):
+        r = real_open(self, name)
+        calls["n"] += 1
+        if calls["n"] == at_open:
+            log.rotate()  # between two opens
+            log.lines(L(6))
+        return r
+
+    monkeypatch.setattr(LogFollower, "_open", open_then_rotate)
+    f = LogFollower(str(log.path), position=pos)
+    assert read_lines(f) == [L(2), L(3), L(4), L(5), L(6)]
+    assert f.stats.snapshot_retries == 1
 
 
 def test_resume_after_copytruncate_finds_the_copy_by_fingerprint(log):
