@@ -353,38 +353,45 @@ class LogFollower:
         return out
 
     def _open_rotated(self) -> List[_Reader]:
-        """Open every rotated file, oldest first (unreadable ones are skipped, with a status).
+        """Open every rotated file, oldest first (unreadable ones are skipped, with a status), as one
+        snapshot: see `_snapshot`."""
+        return self._snapshot(with_live=False)[0]
+
+    def _snapshot(self, with_live: bool) -> Tuple[List[_Reader], Optional[_Reader]]:
+        """The rotated files, oldest first, and (`with_live`) `path`, opened as one consistent set.
 
         The files are opened one by one by name while auditd may be renaming them: a rotation between two
         opens shifts every name by one, and one file would be skipped (or one taken twice).  So the names are
         looked at again afterwards and the whole set is opened again until no rotation came in between."""
-        readers: List[_Reader] = []
-        for _attempt in range(SNAPSHOT_ATTEMPTS):
-            readers = self._open_rotated_once()
-            if self._unmoved(readers):
-                return readers
-            for r in readers:
+        for attempt in range(SNAPSHOT_ATTEMPTS):
+            listed = self._rotated_names()
+            readers = []
+            for _, name in listed:
+                try:
+                    readers.append(self._open(name))
+                except FileNotFoundError:
+                    continue  # auditd dropped the oldest one meanwhile
+                except OSError as e:
+                    self._os_problem(name, e)
+            live: Optional[_Reader] = None
+            if with_live:
+                try:
+                    live = self._open(self.path)
+                except OSError as e:
+                    self._os_problem(self.path, e)
+            opened = readers + ([live] if live is not None else [])
+            if attempt == SNAPSHOT_ATTEMPTS - 1 or self._unmoved(listed, opened):
+                return readers, live  # (the last attempt as it is: a rotation storm, never seen in practice)
+            for r in opened:
                 r.close()
             self.stats.snapshot_retries += 1
-        return self._open_rotated_once()  # a rotation storm: the best we can do (never reached in practice)
+        raise AssertionError("unreachable")
 
-    def _open_rotated_once(self) -> List[_Reader]:
-        readers = []
-        for _, name in self._rotated_names():
-            try:
-                readers.append(self._open(name))
-            except FileNotFoundError:
-                continue  # auditd dropped the oldest one meanwhile
-            except OSError as e:
-                self._os_problem(name, e)
-        return readers
-
-    def _unmoved(self, readers: List[_Reader], live: "Optional[_Reader]" = None) -> bool:
-        """Every opened file still has its name, and no rotated name appeared since they were opened."""
-        names = {name for _, name in self._rotated_names()}
-        if names != {r.name for r in readers}:
+    def _unmoved(self, listed: List[Tuple[int, str]], opened: List[_Reader]) -> bool:
+        """The rotated names are those listed before opening, and every opened file still has its name."""
+        if self._rotated_names() != listed:
             return False
-        for r in readers + ([live] if live is not None else []):
+        for r in opened:
             try:
                 st = os.lstat(r.name)
             except OSError:
@@ -431,21 +438,7 @@ class LogFollower:
         r.read_pos = r.offset
 
     def _resume_chain(self, pos: Position) -> None:
-        rotated: List[_Reader] = []
-        live: Optional[_Reader] = None
-        for _attempt in range(SNAPSHOT_ATTEMPTS):  # rotated files and `path` as one snapshot: see _open_rotated
-            rotated = self._open_rotated()  # oldest first
-            live = None
-            try:
-                live = self._open(self.path)
-            except OSError as e:
-                self._os_problem(self.path, e)
-            if self._unmoved(rotated, live):
-                break
-            for r in rotated + ([live] if live is not None else []):
-                r.close()
-            rotated, live = [], None
-            self.stats.snapshot_retries += 1
+        rotated, live = self._snapshot(with_live=True)  # oldest first, then `path`
         files = rotated + ([live] if live else [])
         if not files:
             return  # nothing on disk yet: keep the position, retry next call

@@ -519,6 +519,29 @@ def test_a_rotation_while_the_rotated_files_are_being_opened_skips_none(log, mon
     assert f.stats.snapshot_retries == 1
 
 
+def test_an_unreadable_rotated_file_is_not_taken_for_a_rotation_while_opening(log, monkeypatch):
+    """A rotated file that cannot be opened (permission) is skipped with a status, not a reason to open the
+    whole set again and again."""
+    log.lines(L(1))
+    pos = positions_of_every_line(log.path)[-1]
+    log.rotate()
+    log.lines(L(2))
+    log.rotate()
+    log.lines(L(3))
+    real_open = LogFollower._open
+    unreadable = f"{log.path}.1"
+
+    def open_or_deny(self, name):
+        if name == unreadable:
+            raise PermissionError(13, "Permission denied", name)
+        return real_open(self, name)
+
+    monkeypatch.setattr(LogFollower, "_open", open_or_deny)
+    f = LogFollower(str(log.path), position=pos)
+    assert read_lines(f) == [L(3)]  # audit.log.1 (L(2)) cannot be read
+    assert f.stats.snapshot_retries == 0
+
+
 def test_resume_after_copytruncate_finds_the_copy_by_fingerprint(log):
     log.lines(L(1), L(2))
     pos = positions_of_every_line(log.path)[1]  # after L(1)
