@@ -172,9 +172,9 @@ class Daemon:
         self.new_terms_path = Path(cfg.state_dir) / NEW_TERMS_FILE
         self._new_terms_saved: Optional[int] = None
         self.ledger = AlertLedger()
-        # ids found in the alerts file after the checkpoint's mark (written by a run that died before its
-        # checkpoint): not written again when the log is re-read
-        self._to_notify: List[Dict[str, Any]] = []  # alerts read back from the file, for the notifier
+        # alerts read back from the file after the checkpoint's mark (written by a run that died before its
+        # checkpoint): already in the ledger, handed to the notifier at the first step (`_hand_over`)
+        self._to_notify: List[Dict[str, Any]] = []
         self.emitted = 0
         self.suppressed = 0
         self._jsonl: Optional[LineOutput] = None
@@ -318,10 +318,11 @@ class Daemon:
         # the ledger now, so the mark may move past them at the next checkpoint without their ids being lost.
         # The notifier is handed those written after a mark (it drops the ids it already took); without a mark
         # (no state yet) the file's tail is history, not notified again.
-        default_ts = state.get("newest_event_ms", 0) if state is not None else 0
+        newest = state.get("newest_event_ms") if state is not None else None
+        default_ts = newest if isinstance(newest, int) else 0
         new = [d for d in found.alerts if d["alert"]["id"] not in self.ledger]
         for d in new:
-            self.ledger.add(d["alert"]["id"], alert_time_ms(d, default_ts if isinstance(default_ts, int) else 0))
+            self.ledger.add(d["alert"]["id"], alert_time_ms(d, default_ts))
         self._to_notify = new if mark is not None else []
         if new:
             log.info("alerts file %s: %d alert(s) written after the last checkpoint (not written again)", path,

@@ -657,14 +657,8 @@ def file_ids(tmp: Path) -> List[str]:
     return [json.loads(ln)["alert"]["id"] for ln in (tmp / "alerts.jsonl").read_text().splitlines()]
 
 
-@pytest.mark.parametrize("torn", [False, True])
-@pytest.mark.parametrize("nth", [1, 2])
-def test_a_kill_at_the_instant_an_alert_line_is_written_repeats_nothing(tmp_path, expected, nth, torn, caplog):
-    """The agent dies right after (or, torn: in the middle of) writing its nth alert line, before any
-    checkpoint records it; the restart re-reads the log and finds the alert again.  The file must hold every
-    alert exactly once and only whole lines."""
-    (tmp_path / "audit.log").write_bytes(b"".join(LOG_LINES))
-    d = jsonl_daemon(tmp_path)
+def kill_at_alert_write(d: Daemon, nth: int = 1, torn: bool = False) -> None:
+    """Make `d` die (Killed) right after writing its nth alert line to the file, or, torn, half of it."""
     real_write = d._jsonl.write_line
     written = [0]
 
@@ -679,6 +673,17 @@ def test_a_kill_at_the_instant_an_alert_line_is_written_repeats_nothing(tmp_path
         raise Killed
 
     d._jsonl.write_line = write_then_die
+
+
+@pytest.mark.parametrize("torn", [False, True])
+@pytest.mark.parametrize("nth", [1, 2])
+def test_a_kill_at_the_instant_an_alert_line_is_written_repeats_nothing(tmp_path, expected, nth, torn, caplog):
+    """The agent dies right after (or, torn: in the middle of) writing its nth alert line, before any
+    checkpoint records it; the restart re-reads the log and finds the alert again.  The file must hold every
+    alert exactly once and only whole lines."""
+    (tmp_path / "audit.log").write_bytes(b"".join(LOG_LINES))
+    d = jsonl_daemon(tmp_path)
+    kill_at_alert_write(d, nth, torn)
     with pytest.raises(Killed):
         d.step(0.0)
     state = json.loads((tmp_path / "state" / "state.json").read_text())["state"]
@@ -706,13 +711,7 @@ def test_a_kill_at_the_alert_write_still_notifies_once(tmp_path, expected):
     (tmp_path / "audit.log").write_bytes(b"".join(LOG_LINES))
     d = jsonl_daemon(tmp_path)
     d.notifier = first = FakeNotifier()
-    real_write = d._jsonl.write_line
-
-    def write_then_die(line: str) -> None:
-        real_write(line)
-        raise Killed
-
-    d._jsonl.write_line = write_then_die
+    kill_at_alert_write(d)
     with pytest.raises(Killed):
         d.step(0.0)
     crash(d)
@@ -733,13 +732,7 @@ def test_a_second_kill_before_the_alert_is_found_again_still_repeats_nothing(tmp
     id must have survived the second run's checkpoint, although the file's mark moved past its line."""
     (tmp_path / "audit.log").write_bytes(b"".join(LOG_LINES))
     d = jsonl_daemon(tmp_path)
-    real_write = d._jsonl.write_line
-
-    def write_then_die(line: str) -> None:
-        real_write(line)
-        raise Killed
-
-    d._jsonl.write_line = write_then_die
+    kill_at_alert_write(d)
     with pytest.raises(Killed):
         d.step(0.0)
     crash(d)
