@@ -446,7 +446,7 @@ class Torture:
         else:
             self.agent.kill9()
             self.report.kills += 1
-            self.report.kills_between += 1  # (journal: "kill between …")
+            self.report.kills_between += 1
             self.release(p)
             self.agent.start()
         self.report.accesses += 1
