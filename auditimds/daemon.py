@@ -461,7 +461,7 @@ class Daemon:
         self.release_lock()
 
     def stopped_line(self) -> str:
-        from .ops.status import format_stopped_line
+        from .metrics import format_stopped_line
 
         return format_stopped_line(self.counters())
 
@@ -563,7 +563,7 @@ class Daemon:
             self.write_textfile(now)
 
     def _lag_bytes(self) -> Optional[int]:
-        from .ops.status import log_lag
+        from .metrics import log_lag
 
         pos = self.follower.position if self.follower is not None else None
         try:
@@ -573,14 +573,14 @@ class Daemon:
         return lag
 
     def health_line(self) -> str:
-        from .ops.status import format_health_line
+        from .metrics import format_health_line
 
         return format_health_line(self.counters(), lag_bytes=self._lag_bytes())
 
     def write_textfile(self, now: Optional[float] = None) -> None:
         """Write the metrics textfile; a failure is logged once (again if the error changes, or if it fails
         again after a success), not at every attempt."""
-        from .ops.status import write_prometheus_textfile
+        from .metrics import write_prometheus_textfile
 
         now = time.time() if now is None else now
         newest = self.pipeline.newest_ts_ms
