@@ -78,6 +78,36 @@ def log_lag(log: str, position: Optional[Mapping[str, Any]],
     return None, None, "the file of the saved position is gone (rotated away or deleted)"
 
 
+class ErrorThrottle:
+    """When to log a recurring error: the first time, when its text changes, and then at most every
+    `remind_every` seconds (never again when None) while it lasts.  Time is passed in."""
+
+    def __init__(self, remind_every: Optional[float] = None) -> None:
+        self.remind_every = remind_every
+        # key -> [text, reported at, failures since that report, failures since the problem began]
+        self._failing: Dict[str, List[Any]] = {}
+
+    def failed(self, key: str, text: str, now: float) -> Optional[int]:
+        """One more failure.  None: stay quiet; else log it now (the value: failures not logged since the
+        previous report of this key)."""
+        st = self._failing.get(key)
+        if st is None:
+            self._failing[key] = [text, now, 0, 1]
+            return 0
+        st[3] += 1
+        if st[0] != text or (self.remind_every is not None and now - st[1] >= self.remind_every):
+            unreported = st[2]
+            st[0], st[1], st[2] = text, now, 0
+            return unreported
+        st[2] += 1
+        return None
+
+    def recovered(self, key: str) -> Optional[int]:
+        """A success: the number of failures of the problem it ends, or None when `key` was not failing."""
+        st = self._failing.pop(key, None)
+        return None if st is None else st[3]
+
+
 # -- periodic health line ------------------------------------------------------------------------------------
 
 _HEALTH_KEYS = (
