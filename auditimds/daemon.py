@@ -38,12 +38,10 @@ from .agent.statedir import STDIN_LOG, AgentState, StateDir
 from .alerts.exceptions import ExceptionFilter
 from .config import Config, ConfigError, load_config
 from .ecs.procfs import ProcResolver
-from .metrics import ErrorThrottle, format_health_line, format_stopped_line, log_lag, write_prometheus_textfile
+from .metrics import Periodic, format_stopped_line, log_lag
 from .pipeline import Pipeline
 from .rules.loader import carry_over
 from .source.checkpoint import CheckpointError, same_log
-
-__all__ = ["Daemon", "DaemonError", "StateDirInUse", "run_daemon", "run_stdin"]
 
 log = logging.getLogger("auditimds")
 
@@ -53,9 +51,6 @@ RESUME_MARGIN_MS = 2000
 # these 5 s more, and the alert ledger suppresses repeats.
 CHECKPOINT_INTERVAL_S = 5.0
 CATCH_UP_CHECKPOINT_BATCHES = 32  # about 32 MB of log
-TEXTFILE_INTERVAL_S = 15.0
-
-Source = Union[FileSource, StdinSource]
 
 
 class Daemon:
@@ -70,8 +65,7 @@ class Daemon:
         self.checkpoint_interval = checkpoint_interval
         self.state = StateDir(cfg.state_dir)
         self.outputs = Outputs(stdout, cfg.output_stdout)
-        self.source: Optional[Source] = None
-        self._textfile_errors = ErrorThrottle(None)
+        self.source: Optional[Union[FileSource, StdinSource]] = None
         self._now = 0.0
         self._read_since_checkpoint = False
         self._last_checkpoint = 0.0
@@ -81,8 +75,7 @@ class Daemon:
             rules, host_id, host_name, on_alert=self._on_alert, reorder_ms=200, wall_timeout=REASSEMBLY_TIMEOUT_S,
             resolver=resolver, ignore_pid=self._ignore_pid, exceptions=ExceptionFilter(cfg.exceptions),
         )
-        self._next_health = 0.0
-        self._next_textfile = 0.0
+        self.periodic = Periodic(self.counters, self._lag_bytes, lambda: self.pipeline.newest_ts_ms, log)
 
     # -- lifecycle --------------------------------------------------------------------------------------
 
@@ -196,13 +189,7 @@ class Daemon:
 
     def housekeeping(self, now: float) -> None:
         """Periodic health line and metrics textfile."""
-        if self.cfg.health_interval and now >= self._next_health:
-            if self._next_health:  # not at start-up
-                log.info("%s", self.health_line())
-            self._next_health = now + self.cfg.health_interval
-        if self.cfg.metrics_textfile and now >= self._next_textfile:
-            self._next_textfile = now + TEXTFILE_INTERVAL_S
-            self.write_textfile(now)
+        self.periodic.run(now, self.cfg.health_interval, self.cfg.metrics_textfile)
 
     def _lag_bytes(self) -> Optional[int]:
         pos = self.source.position if self.source is not None else None
@@ -211,27 +198,6 @@ class Daemon:
         except Exception:  # noqa: BLE001 - a health figure must never stop the agent
             return None
         return lag
-
-    def health_line(self) -> str:
-        return format_health_line(self.counters(), lag_bytes=self._lag_bytes())
-
-    def write_textfile(self, now: Optional[float] = None) -> None:
-        """Write the metrics textfile; a failure is logged once (again if the error changes, or if it fails
-        again after a success), not at every attempt."""
-        now = time.time() if now is None else now
-        newest = self.pipeline.newest_ts_ms
-        gauges = {"lag_bytes": self._lag_bytes(),
-                  "lag_seconds": max(0.0, time.time() - newest / 1000) if newest >= 0 else None}
-        path = self.cfg.metrics_textfile or ""
-        try:
-            write_prometheus_textfile(Path(path), self.counters(), gauges=gauges)
-        except OSError as e:
-            text = e.strerror or str(e)
-            if self._textfile_errors.failed(path, text, now) is not None:
-                log.warning("metrics textfile %s: %s (not repeated while the error lasts)", path, text)
-            return
-        if self._textfile_errors.recovered(path) is not None:
-            log.info("metrics textfile %s written again", path)
 
     # -- checkpoint -------------------------------------------------------------------------------------
 
@@ -316,8 +282,7 @@ class Daemon:
             return 0.5
         if self._read_since_checkpoint or self.outputs.pending:
             return self.checkpoint_interval
-        due = [t for t in ((self._next_health if self.cfg.health_interval else 0),
-                           (self._next_textfile if self.cfg.metrics_textfile else 0)) if t]
+        due = self.periodic.due(self.cfg.health_interval, self.cfg.metrics_textfile)
         if due:
             return max(0.0, min(due) - (time.time() if now is None else now))
         return None
@@ -380,6 +345,5 @@ def run_daemon(cfg: Config, config_path: Optional[str], overrides: Dict[str, Any
 
 def run_stdin(cfg: Config, load_rules: Callable[[Config], List[Any]],
               host: Callable[[Config], Tuple[str, str]], stdin_fd: int = 0) -> int:
-    """`auditimds run --stdin`: the auditd plugin mode (auditd pipes records, EOE included, to stdin).  Reads
-    until end of input (auditd stopping the plugin) or SIGTERM."""
+    """`auditimds run --stdin`, auditd's plugin mode (records, EOE included, on stdin) until EOF or SIGTERM."""
     return _run(cfg, load_rules, host, stdin_fd=stdin_fd)

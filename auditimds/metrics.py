@@ -242,3 +242,55 @@ def write_prometheus_textfile(path: Path, counters: Mapping[str, Any], *,
         except OSError:
             pass
         raise
+
+
+# -- the agent's periodic health line and textfile -------------------------------------------------------------
+
+TEXTFILE_INTERVAL_S = 15.0
+
+
+class Periodic:
+    """The health line (every `health_interval` s, not at start-up) and the metrics textfile (every
+    TEXTFILE_INTERVAL_S) of a running agent.  `counters()`, `lag_bytes()` and `newest_ts_ms()` are asked when
+    due; time is passed in."""
+
+    def __init__(self, counters: Callable[[], Dict[str, Any]], lag_bytes: Callable[[], Optional[int]],
+                 newest_ts_ms: Callable[[], int], log: Any) -> None:
+        self.counters, self.lag_bytes, self.newest_ts_ms, self.log = counters, lag_bytes, newest_ts_ms, log
+        self.next_health = 0.0
+        self.next_textfile = 0.0
+        self._textfile_errors = ErrorThrottle(None)
+
+    def due(self, health_interval: float, textfile: Optional[str]) -> List[float]:
+        """When the configured periodic outputs are next due (empty: none is)."""
+        return [t for t in ((self.next_health if health_interval else 0),
+                            (self.next_textfile if textfile else 0)) if t]
+
+    def run(self, now: float, health_interval: float, textfile: Optional[str]) -> None:
+        if health_interval and now >= self.next_health:
+            if self.next_health:  # not at start-up
+                self.log.info("%s", self.health_line())
+            self.next_health = now + health_interval
+        if textfile and now >= self.next_textfile:
+            self.next_textfile = now + TEXTFILE_INTERVAL_S
+            self.write_textfile(textfile, now)
+
+    def health_line(self) -> str:
+        return format_health_line(self.counters(), lag_bytes=self.lag_bytes())
+
+    def write_textfile(self, path: str, now: Optional[float] = None) -> None:
+        """Write the metrics textfile; a failure is logged once (again if the error changes, or if it fails
+        again after a success), not at every attempt."""
+        now = time.time() if now is None else now
+        newest = self.newest_ts_ms()
+        gauges = {"lag_bytes": self.lag_bytes(),
+                  "lag_seconds": max(0.0, time.time() - newest / 1000) if newest >= 0 else None}
+        try:
+            write_prometheus_textfile(Path(path), self.counters(), gauges=gauges)
+        except OSError as e:
+            text = e.strerror or str(e)
+            if self._textfile_errors.failed(path, text, now) is not None:
+                self.log.warning("metrics textfile %s: %s (not repeated while the error lasts)", path, text)
+            return
+        if self._textfile_errors.recovered(path) is not None:
+            self.log.info("metrics textfile %s written again", path)
