@@ -137,7 +137,7 @@ class Daemon:
         if self.source is None:
             self.release_lock()
             return
-        self._now = now
+        self._now = self.outputs.now = now
         self._read(now)
         if flush:
             self.pipeline.finish()
