@@ -12,6 +12,7 @@ from typing import Any, Callable, Dict, List, Optional, Sequence
 from .alerts.document import build_alert
 from .alerts.exceptions import ExceptionFilter
 from .audit.reassembly import AuditEvent, Reassembler, Reorder
+from .audit.records import parse_event_id, split_header
 from .ecs.event import EcsEvent
 from .ecs.normalize import Normalizer
 from .ecs.process_table import ProcessTable, Resolver
@@ -104,6 +105,17 @@ class Pipeline:
         return len(self.reassembler) + len(self.reorder)
 
     # -- input ------------------------------------------------------------------------------------------
+
+    @staticmethod
+    def first_event_ms(lines: List[bytes], look: int = 50) -> Optional[int]:
+        """The time (ms) in the header of the first of `lines` (among the first `look`) that has one."""
+        for line in lines[:look]:
+            h = split_header(line)
+            if h is not None:
+                ids = parse_event_id(h.eid)
+                if ids is not None:
+                    return ids[0] * 1000 + ids[1]
+        return None
 
     def feed(self, lines: List[bytes], now: float) -> None:
         """Process a batch of complete lines (without newline characters)."""

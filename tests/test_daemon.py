@@ -45,8 +45,8 @@ def ids(out: io.StringIO) -> List[str]:
 
 def crash(d: Daemon) -> None:
     """kill -9: nothing flushed, no final checkpoint; the end of the process releases the state dir's lock."""
-    d.follower.close()
-    d.follower = None
+    d.source.close()
+    d.source = None
     d.release_lock()
 
 
@@ -135,16 +135,17 @@ def test_graceful_stop_then_restart_emits_nothing_twice(tmp_path, expected):
 def test_busy_log_saves_the_state_once_per_interval_and_an_alert_at_once(tmp_path, monkeypatch, expected):
     """Under load the state file is written every CHECKPOINT_INTERVAL_S, not at every read; an alert's id is
     saved in the step that emitted it (a crash right after must not repeat it)."""
+    import auditimds.agent.statedir as statedir_mod
     import auditimds.daemon as daemon_mod
 
     saves: List[tuple] = []
-    real_save = daemon_mod.save_state
+    real_save = statedir_mod.save_state
 
     def counting_save(path, state):
         saves.append((now[0], [a for a, _ in state["alerts"]]))
         return real_save(path, state)
 
-    monkeypatch.setattr(daemon_mod, "save_state", counting_save)
+    monkeypatch.setattr(statedir_mod, "save_state", counting_save)
     now = [1000.0]
     log = tmp_path / "audit.log"
     log.write_bytes(b"")
@@ -244,7 +245,7 @@ def test_state_of_another_log_is_not_used(tmp_path, expected, caplog):
 
 
 def test_alert_log_lines_cannot_be_forged_by_a_process_name():
-    from auditimds.daemon import _printable
+    from auditimds.agent.outputs import _printable
 
     assert _printable("x\nauditimds: INFO: all good\r\x1b[2K") == "x\\x0aauditimds: INFO: all good\\x0d\\x1b[2K"
 
@@ -290,7 +291,7 @@ def test_failing_outputs_neither_stop_the_agent_nor_repeat_alerts(tmp_path, expe
     d = Daemon(cfg, fresh_rules(), host_id="h", host_name="h", stdout=stdout, self_pid=1, max_batch_bytes=64,
                checkpoint_interval=0.0)
     d.start()
-    d.notifier = notifier = FakeNotifier()
+    d.outputs.notifier = notifier = FakeNotifier()
     with caplog.at_level("INFO", logger="auditimds"):
         d.step(0.0)
         d.step(1.0)
@@ -318,11 +319,11 @@ def test_an_output_that_works_again_is_reported_once(tmp_path, caplog):
     stdout = BrokenPipeStream()
     d = daemon(tmp_path, stdout)
     with caplog.at_level("INFO", logger="auditimds"):
-        d._write(d._stdout_out, "a\n")
-        d._write(d._stdout_out, "b\n")
+        d.outputs.write(d.outputs.stdout_out, "a\n")
+        d.outputs.write(d.outputs.stdout_out, "b\n")
         stdout.broken = False
-        d._write(d._stdout_out, "c\n")
-        d._write(d._stdout_out, "d\n")
+        d.outputs.write(d.outputs.stdout_out, "c\n")
+        d.outputs.write(d.outputs.stdout_out, "d\n")
     d.close(0.0)
     assert stdout.getvalue() == "c\nd\n"
     msgs = [r.getMessage() for r in caplog.records if "stdout" in r.getMessage()]
@@ -330,7 +331,7 @@ def test_an_output_that_works_again_is_reported_once(tmp_path, caplog):
 
 
 def test_error_throttle():
-    from auditimds.daemon import ErrorThrottle
+    from auditimds.metrics import ErrorThrottle
 
     t = ErrorThrottle(remind_every=60.0)
     assert t.failed("x", "ENOSPC", 0.0) == 0          # first: log it
@@ -482,7 +483,7 @@ def test_one_agent_per_state_dir(tmp_path):
                             "stop it, or give this one its own --state-dir ([state] dir)")
     cfg = Config(input_path=str(tmp_path / "audit.log"), state_dir=str(tmp_path / "state"))
     with pytest.raises(StateDirInUse):  # the plugin mode too
-        Daemon(cfg, fresh_rules(), host_id="h", host_name="h", stdout=io.StringIO(), self_pid=1).start_stream()
+        Daemon(cfg, fresh_rules(), host_id="h", host_name="h", stdout=io.StringIO(), self_pid=1).start(stdin_fd=0)
     # status only reads: not blocked
     assert status(tmp_path / "state", io.StringIO(), run=no_auditctl) == 0
     d1.step(0.0)
@@ -490,18 +491,18 @@ def test_one_agent_per_state_dir(tmp_path):
     d2 = daemon(tmp_path, io.StringIO())
     d2.close(0.0)
     d3 = Daemon(cfg, fresh_rules(), host_id="h", host_name="h", stdout=io.StringIO(), self_pid=1)
-    d3.start_stream()
-    d3.close_stream(0.0)
+    d3.start(stdin_fd=0)
+    d3.close(0.0)
     daemon(tmp_path, io.StringIO()).close(0.0)
 
 
 def test_the_stopped_line_has_the_notifier_counters(tmp_path):
     (tmp_path / "audit.log").write_bytes(b"".join(LOG_LINES))
     d = daemon(tmp_path, io.StringIO())
-    d.notifier = notifier = FakeNotifier()
+    d.outputs.notifier = notifier = FakeNotifier()
     d.step(0.0)
     d.close(0.0)
-    assert notifier.stopped and d.notifier is None
+    assert notifier.stopped and d.outputs.notifier is None
     line = d.stopped_line()
     doc = json.loads(line[len("stopped: "):])
     assert doc["notify"] == {"alerts": 2, "sent": 3, "suppressed": 1, "failed": 2, "spooled": 1}
@@ -581,11 +582,11 @@ def test_a_reload_changes_or_removes_the_alerts_file_or_keeps_it_when_refused(tm
     d.start()
     with pytest.raises(DaemonError, match="does not exist"):
         d.apply(cfg.with_overrides(output_jsonl=str(tmp_path / "nosuch" / "c.jsonl")), fresh_rules())
-    assert d.cfg.output_jsonl == str(first) and d._jsonl is not None and d._jsonl.name == str(first)
+    assert d.cfg.output_jsonl == str(first) and d.outputs.jsonl is not None and d.outputs.jsonl.name == str(first)
     d.apply(cfg.with_overrides(output_jsonl=str(second)), fresh_rules())
-    assert d._jsonl.name == str(second) and second.exists()
+    assert d.outputs.jsonl.name == str(second) and second.exists()
     d.apply(replace(cfg, output_jsonl=None), fresh_rules())
-    assert d._jsonl is None and d.cfg.output_jsonl is None
+    assert d.outputs.jsonl is None and d.cfg.output_jsonl is None
     d.close(0.0)
 
 
@@ -602,7 +603,7 @@ def _feed(cadence, lines_per_step: int, step_s: float, steps: int, t0: float) ->
 def test_cadence_keeps_watching_a_calm_log():
     """A calm log (an exec now and then: 25 lines every 50 ms, 500 lines/s) keeps inotify on, so an alert is
     written milliseconds after its record rather than at the next timed read."""
-    from auditimds.daemon import Cadence
+    from auditimds.agent.inputs import Cadence
 
     c = Cadence(busy_lines_per_s=2000, interval=0.1, quiet_windows=4)
     _feed(c, 25, 0.05, 200, 1000.0)
@@ -610,7 +611,7 @@ def test_cadence_keeps_watching_a_calm_log():
 
 
 def test_cadence_reads_a_busy_log_on_a_timer_and_goes_back_after_quiet_windows():
-    from auditimds.daemon import Cadence
+    from auditimds.agent.inputs import Cadence
 
     c = Cadence(busy_lines_per_s=2000, interval=0.1, quiet_windows=4)
     t = _feed(c, 60, 0.01, 15, 1000.0)  # 6,000 lines/s (1,000 execs/s), read at each inotify wake-up
@@ -627,7 +628,7 @@ def test_cadence_reads_a_busy_log_on_a_timer_and_goes_back_after_quiet_windows()
 
 
 def test_cadence_survives_the_clock_going_back():
-    from auditimds.daemon import Cadence
+    from auditimds.agent.inputs import Cadence
 
     c = Cadence(busy_lines_per_s=2000, interval=0.1, quiet_windows=4)
     _feed(c, 600, 0.1, 3, 1000.0)
@@ -659,7 +660,7 @@ def file_ids(tmp: Path) -> List[str]:
 
 def kill_at_alert_write(d: Daemon, nth: int = 1, torn: bool = False) -> None:
     """Make `d` die (Killed) right after writing its nth alert line to the file, or, torn, half of it."""
-    real_write = d._jsonl.write_line
+    real_write = d.outputs.jsonl.write_line
     written = [0]
 
     def write_then_die(line: str) -> None:
@@ -667,12 +668,12 @@ def kill_at_alert_write(d: Daemon, nth: int = 1, torn: bool = False) -> None:
         if written[0] < nth:
             return real_write(line)
         if torn:
-            os.write(d._jsonl.fd, line.encode()[: len(line) // 2])
+            os.write(d.outputs.jsonl.fd, line.encode()[: len(line) // 2])
         else:
             real_write(line)
         raise Killed
 
-    d._jsonl.write_line = write_then_die
+    d.outputs.jsonl.write_line = write_then_die
 
 
 @pytest.mark.parametrize("torn", [False, True])
@@ -710,14 +711,14 @@ def test_a_kill_at_the_alert_write_still_notifies_once(tmp_path, expected):
     handed to the notifier (which drops what it already took)."""
     (tmp_path / "audit.log").write_bytes(b"".join(LOG_LINES))
     d = jsonl_daemon(tmp_path)
-    d.notifier = first = FakeNotifier()
+    d.outputs.notifier = first = FakeNotifier()
     kill_at_alert_write(d)
     with pytest.raises(Killed):
         d.step(0.0)
     crash(d)
     assert first.alerts == []
     d2 = jsonl_daemon(tmp_path)
-    d2.notifier = second = FakeNotifier()
+    d2.outputs.notifier = second = FakeNotifier()
     d2.step(1.0)
     d2.close(1.0)
     # handed over from the file and again when found in the log: the notifier drops repeats by id
@@ -752,14 +753,14 @@ def test_a_kill_after_the_checkpoint_but_before_the_notifier_saved_still_notifie
     # one scenario, seconds long: the restart's look-back (the rule's maxspan and more) covers all of it
     (tmp_path / "audit.log").write_bytes((REPO / "tests" / "fixtures" / "host-a-dev_curl_creds.log").read_bytes())
     d = jsonl_daemon(tmp_path)
-    d.notifier = first = FakeNotifier()  # its worker never got to write its state down
+    d.outputs.notifier = first = FakeNotifier()  # its worker never got to write its state down
     d.step(0.0)
     d.checkpoint(0.0, force=True)
     crash(d)
     ids = file_ids(tmp_path)
     assert len(ids) == 1 and [a["alert"]["id"] for a in first.alerts] == ids
     d2 = jsonl_daemon(tmp_path)
-    d2.notifier = second = FakeNotifier()
+    d2.outputs.notifier = second = FakeNotifier()
     d2.step(1.0)
     d2.close(1.0)
     assert [a["alert"]["id"] for a in second.alerts] == ids

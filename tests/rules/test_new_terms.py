@@ -8,8 +8,9 @@ from pathlib import Path
 
 import pytest
 
+from auditimds.agent.statedir import NEW_TERMS_FILE
 from auditimds.config import Config
-from auditimds.daemon import NEW_TERMS_FILE, Daemon
+from auditimds.daemon import Daemon
 from auditimds.rules.eql_compile import compile_query
 from auditimds.rules.eql_parser import parse_query
 from auditimds.rules.loader import RuleLoadError, load_rule, load_rules
@@ -203,8 +204,8 @@ def run_once(tmp: Path, append: bytes, graceful: bool = True) -> list:
     if graceful:
         d.close(0.0)
     else:  # kill -9 after the step's checkpoint (the end of the process releases the state dir's lock)
-        d.follower.close()
-        d.follower = None
+        d.source.close()
+        d.source = None
         d.release_lock()
     return new_terms_alerts(out)
 
