@@ -15,12 +15,11 @@ restarts and crashes.
   processed.  Alerts found again on re-reading are recognised by their deterministic `alert.id`, persisted
   with the checkpoint, and not emitted twice.  An alert is written (and flushed) before the checkpoint that
   records it, and the checkpoint is written as soon as a step emitted an alert.
-* `type = "new_terms"` rules remember which terms they have seen: that history is saved in its own file in the
-  state dir (`new_terms.json`, atomically, when it changed) at each checkpoint and on close, and loaded at
-  start (and carried over on a rules reload), so a restart does not make every known term new again.
-* Events of auditimds itself and of its children are ignored; parents unknown to the process table are
-  looked up in /proc (the log is this host's own).
-* One agent per state dir: `start` takes the state dir's lock (released on close, or when the process ends).
+* `new_terms` histories are saved (`new_terms.json`) at each checkpoint and on close, loaded at start and
+  carried over on a reload.  Events of auditimds itself and of its children are ignored; parents unknown to
+  the process table are looked up in /proc.  One agent per state dir (a lock, see agent/statedir.py).
+* Under systemd (`Type=notify`, agent/sdnotify.py) READY=1 is sent once the handlers are in place and the
+  state is loaded, RELOADING=1/READY=1 around a reload and STOPPING=1 at the stop.
 """
 
 from __future__ import annotations
@@ -34,6 +33,7 @@ from typing import Any, Callable, Dict, List, Optional, TextIO, Tuple, Union
 from .agent import DaemonError, StateDirInUse
 from .agent.inputs import FileSource, FileWait, StdinSource, StdinWait, install_signals
 from .agent.outputs import Outputs
+from .agent.sdnotify import Notifier as Systemd
 from .agent.statedir import STDIN_LOG, AgentState, StateDir
 from .alerts.exceptions import ExceptionFilter
 from .config import Config, ConfigError, load_config
@@ -58,17 +58,14 @@ class Daemon:
                  stdout: Optional[TextIO] = None, resolver: Optional[Callable[[int], Optional[dict]]] = None,
                  self_pid: Optional[int] = None, max_batch_bytes: int = 1 << 20,
                  checkpoint_interval: float = CHECKPOINT_INTERVAL_S) -> None:
-        self.cfg = cfg
-        self.host_id, self.host_name = host_id, host_name
+        self.cfg, self.host_id, self.host_name = cfg, host_id, host_name
         self.self_pid = os.getpid() if self_pid is None else self_pid
-        self.max_batch_bytes = max_batch_bytes
-        self.checkpoint_interval = checkpoint_interval
+        self.max_batch_bytes, self.checkpoint_interval = max_batch_bytes, checkpoint_interval
         self.state = StateDir(cfg.state_dir)
         self.outputs = Outputs(stdout, cfg.output_stdout)
         self.source: Optional[Union[FileSource, StdinSource]] = None
-        self._now = 0.0
+        self._now = self._last_checkpoint = 0.0
         self._read_since_checkpoint = False
-        self._last_checkpoint = 0.0
         # asked between two batches of a read: True ends the read early (run_daemon: a signal is pending)
         self.interrupted: Callable[[], bool] = lambda: False
         self.pipeline = Pipeline(
@@ -236,12 +233,10 @@ class Daemon:
 
     def counters(self) -> Dict[str, Any]:
         st = self.outputs.counters(self.pipeline.stats())
-        follower = self.source.stats() if self.source is not None else None
-        if follower is not None:
-            st["follower"] = follower
-        notify = self.outputs.notify_counters()
-        if notify is not None:
-            st["notify"] = notify
+        for key, value in (("follower", self.source.stats() if self.source is not None else None),
+                           ("notify", self.outputs.notify_counters())):
+            if value is not None:
+                st[key] = value
         return st
 
     # -- reload -----------------------------------------------------------------------------------------
@@ -310,22 +305,28 @@ def _run(cfg: Config, load_rules: Callable[[Config], List[Any]], host: Callable[
         log.info("following %s (%s), %d rule(s), state in %s, alerts to %s", cfg.input_path, waiter.waker.mode,
                  len(rules), cfg.state_dir, ", ".join(x for x in ("stdout" if cfg.output_stdout else "",
                                                                   cfg.output_jsonl or "") if x) or "nowhere")
+    systemd = Systemd()
+    systemd.ready(f"{len(rules)} rule(s)")
     try:
         while not flags["stop"]:
             waiter.observe(d.step(time.time()))
             if flags["reload"]:
                 flags["reload"] = False
+                systemd.reloading()
                 try:
                     new_cfg = load_config(config_path).with_overrides(**(overrides or {}))
                     new_rules = load_rules(new_cfg)
                     d.apply(new_cfg, new_rules)
                 except (ConfigError, Exception) as e:  # noqa: BLE001 - any bad new config keeps the old one
                     log.error("reload refused, keeping the previous configuration: %s", e)
+                    systemd.ready("reload refused, the previous configuration is kept: " + str(e))
                 else:
                     logging.getLogger("auditimds").setLevel(new_cfg.log_level.upper())
                     log.info("configuration reloaded from %s: %d rule(s)", new_cfg.source, len(new_rules))
+                    systemd.ready(f"{len(new_rules)} rule(s), configuration reloaded")
             if flags["stop"] or not waiter.wait(lambda: d.wait_timeout(time.time())):
                 break
+        systemd.stopping()
         if isinstance(d.source, StdinSource):
             d.source.end()
             d.step(time.time())

@@ -101,3 +101,70 @@ def test_signal_handlers_are_in_place_before_start_up_work(tmp_path: Path, mode:
         signal.set_wakeup_fd(old_fd)
     assert callable(seen["term"]) and seen["term"] not in (signal.SIG_DFL, signal.SIG_IGN)
     assert seen["hup"] is not signal.SIG_DFL
+
+
+class NotifySocket:
+    """The receiving end of sd_notify(3), as systemd holds it for a `Type=notify` service."""
+
+    def __init__(self, path: Path) -> None:
+        import socket
+
+        self.path = path
+        self.sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+        self.sock.bind(str(path))
+        self.sock.settimeout(0.1)
+        self.messages: list = []
+
+    def wait(self, key: str, deadline: float = 20.0) -> list:
+        """Collect datagrams until one holds `key` (e.g. "READY=1"); returns its lines."""
+        end = time.monotonic() + deadline
+        while time.monotonic() < end:
+            try:
+                lines = self.sock.recv(4096).decode().split("\n")
+            except OSError:
+                continue
+            self.messages.append(lines)
+            if key in lines:
+                return lines
+        raise AssertionError(f"no {key} from the agent within {deadline} s; got {self.messages}")
+
+    def close(self) -> None:
+        self.sock.close()
+
+
+def test_systemd_is_told_ready_only_once_signals_are_safe(tmp_path: Path):
+    """`Type=notify`: READY=1 comes after the handlers are in place and the state is loaded, so a reload sent
+    the instant `systemctl start` returns reloads instead of ending the agent (SIGHUP's default action, which
+    systemd counts as a clean exit: the service was simply gone).  A reload is framed by RELOADING=1 and
+    READY=1, also when refused; the stop says STOPPING=1."""
+    log = tmp_path / "audit.log"
+    log.write_bytes(b"")
+    cfg = tmp_path / "auditimds.toml"
+    cfg.write_text('[input]\nstart = "beginning"\n')
+    err = tmp_path / "err.txt"
+    sock = NotifySocket(tmp_path / "notify")
+    env = dict(os.environ, PYTHONPATH=str(REPO), NOTIFY_SOCKET=str(sock.path))
+    with open(err, "w") as ferr:
+        p = subprocess.Popen([sys.executable, "-m", "auditimds", "run", "--config", str(cfg), "--log", str(log),
+                              "--state-dir", str(tmp_path / "state"), "--no-stdout"], stderr=ferr, env=env)
+    try:
+        ready = sock.wait("READY=1")
+        assert "STATUS=1 rule(s)" in ready, ready
+        assert (tmp_path / "state" / "state.json").exists()  # the state was loaded and the start recorded
+        p.send_signal(signal.SIGHUP)  # at once, as systemd would when a reload job waited for the start
+        sock.wait("RELOADING=1")
+        assert "STATUS=1 rule(s), configuration reloaded" in sock.wait("READY=1")
+        assert p.poll() is None and "configuration reloaded" in err.read_text()
+        cfg.write_text("[input]\nstart = 1\n")
+        p.send_signal(signal.SIGHUP)
+        sock.wait("RELOADING=1")
+        refused = sock.wait("READY=1")
+        assert any(x.startswith("STATUS=reload refused") for x in refused), refused
+        p.send_signal(signal.SIGTERM)
+        sock.wait("STOPPING=1")
+        assert p.wait(timeout=20) == 0
+    finally:
+        if p.poll() is None:
+            p.kill()
+        sock.close()
+    assert "Traceback" not in err.read_text()
