@@ -10,10 +10,11 @@ from __future__ import annotations
 import json
 import os
 import re
-import tempfile
 import time
 from pathlib import Path
 from typing import Any, Callable, Dict, List, Mapping, Optional, Tuple
+
+from .fsutil import atomic_write
 
 MAX_ROTATED = 99
 
@@ -221,27 +222,12 @@ def write_prometheus_textfile(path: Path, counters: Mapping[str, Any], *,
     """Write the counters (and `gauges`, e.g. {"lag_bytes": 0, "kernel_lost": 0}) to `path` atomically.
 
     The file is written beside `path` under a name node_exporter ignores (it reads `*.prom` only), made
-    world-readable (0644), fsynced and renamed over `path`: the collector never sees half a file.
+    world-readable (0644), fsynced and renamed over `path` (`fsutil.atomic_write`): the collector never sees
+    half a file.
     Raises OSError when the directory is not writable."""
     path = Path(path)
     data = render_prometheus(counters, gauges=gauges, prefix=prefix, now=now).encode("utf-8")
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=str(path.parent))
-    try:
-        try:
-            os.fchmod(fd, 0o644)
-            view = memoryview(data)
-            while view:
-                view = view[os.write(fd, view):]
-            os.fsync(fd)
-        finally:
-            os.close(fd)
-        os.replace(tmp, str(path))
-    except BaseException:
-        try:
-            os.unlink(tmp)
-        except OSError:
-            pass
-        raise
+    atomic_write(path, data, mode=0o644)
 
 
 # -- the agent's periodic health line and textfile -------------------------------------------------------------

@@ -32,7 +32,6 @@ import json
 import logging
 import os
 import re
-import tempfile
 import threading
 import time
 from collections import OrderedDict, deque
@@ -41,6 +40,7 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Callable, Deque, Dict, Iterator, List, Mapping, Optional, Tuple
 
+from ..fsutil import atomic_write
 from .notify_config import (
     DEFAULT_KEY,
     NotifyConfig,
@@ -243,32 +243,9 @@ def apprise_send(title: str, body: str, channel: Channel) -> Tuple[bool, str]:
 # -- state file ---------------------------------------------------------------------------------------------
 
 def _atomic_write(path: Path, data: bytes) -> None:
+    """The state file, 0600, in a directory made 0700 when missing."""
     path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=str(path.parent))
-    try:
-        try:
-            os.fchmod(fd, 0o600)
-            view = memoryview(data)
-            while view:
-                view = view[os.write(fd, view):]
-            os.fsync(fd)
-        finally:
-            os.close(fd)
-        os.replace(tmp, str(path))
-    except OSError:
-        try:
-            os.unlink(tmp)
-        except OSError:
-            pass
-        raise
-    try:
-        dfd = os.open(str(path.parent), os.O_RDONLY | getattr(os, "O_DIRECTORY", 0))
-        try:
-            os.fsync(dfd)
-        finally:
-            os.close(dfd)
-    except OSError:
-        pass
+    atomic_write(path, data, mode=0o600)
 
 
 # -- the notifier -------------------------------------------------------------------------------------------

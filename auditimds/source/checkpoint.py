@@ -1,10 +1,10 @@
 """Persist the follower's state (e.g. `{"position": Position.to_dict(), ...}`) across restarts.
 
 The file is JSON: `{"version": 1, "saved_at": "<UTC ISO 8601>", "state": {...}}`, mode 0600, replaced
-atomically (temporary file in the same directory, fsync, rename, fsync of the directory): after a crash
-it holds either the old or the new state, never a mix.  A state file that cannot be used is an error
-the user must resolve (`CheckpointError`, one line): silently starting from scratch would lose or
-repeat events without anyone noticing.
+atomically (`fsutil.atomic_write`: temporary file in the same directory, fsync, rename, fsync of the
+directory): after a crash it holds either the old or the new state, never a mix.  A state file that
+cannot be used is an error the user must resolve (`CheckpointError`, one line): silently starting from
+scratch would lose or repeat events without anyone noticing.
 
 `lock_state_dir` keeps a second agent off a state dir that is in use (both would emit every alert and
 overwrite each other's state); readers (`auditimds status`) never take the lock.
@@ -17,10 +17,11 @@ import fcntl
 import json
 import os
 import stat
-import tempfile
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, Dict, Optional
+
+from ..fsutil import atomic_write
 
 STATE_VERSION = 1
 MAX_STATE_BYTES = 16 << 20
@@ -44,38 +45,15 @@ def save_state(path: Path, state: Dict[str, Any]) -> None:
         "state": state,
     }
     data = (json.dumps(doc, indent=1, sort_keys=True) + "\n").encode("utf-8")  # TypeError is a bug: not caught
-    directory = path.parent
     try:
-        directory.mkdir(mode=0o700, parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=str(directory))  # mode 0600
+        path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
     except OSError as e:
         raise CheckpointError(f"cannot write state file {path}: {e.strerror or e}") from None
     try:
-        try:
-            os.fchmod(fd, 0o600)
-            view = memoryview(data)
-            while view:
-                n = os.write(fd, view)
-                view = view[n:]
-            os.fsync(fd)
-        finally:
-            os.close(fd)
-        os.replace(tmp, str(path))
+        atomic_write(path, data, mode=0o600)
     except OSError as e:
-        try:
-            os.unlink(tmp)
-        except OSError:
-            pass
         raise CheckpointError(f"cannot write state file {path}: {e.strerror or e} (the previous state is "
                               "kept)") from None
-    try:
-        dfd = os.open(str(directory), os.O_RDONLY | getattr(os, "O_DIRECTORY", 0))
-        try:
-            os.fsync(dfd)
-        finally:
-            os.close(dfd)
-    except OSError:
-        pass  # the rename is done; some filesystems cannot fsync a directory
 
 
 def load_state(path: Path) -> Optional[Dict[str, Any]]:
