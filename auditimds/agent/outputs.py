@@ -14,12 +14,17 @@ from __future__ import annotations
 import logging
 import sys
 from pathlib import Path
-from typing import Any, Callable, Dict, List, Optional, TextIO
+from typing import TYPE_CHECKING, Any, Callable, Dict, List, Optional, TextIO
 
 from ..alerts.ledger import AlertLedger, FileMark, alert_time_ms, reconcile_alerts_file
+from ..alerts.notify_api import AlertNotifier
+from ..alerts.notify_config import NotifyConfig
 from ..alerts.sinks import AlertsFileError, LineOutput, StreamOutput, dumps, open_alerts_file, stdout_output
 from ..metrics import ErrorThrottle
 from . import DaemonError
+
+if TYPE_CHECKING:
+    from .statedir import AgentState
 
 log = logging.getLogger("auditimds")
 
@@ -39,7 +44,7 @@ class Outputs:
         self.stdout_out: LineOutput = StreamOutput(stdout) if stdout is not None else stdout_output(sys.stdout)
         self.to_stdout = to_stdout
         self.jsonl: Optional[LineOutput] = None
-        self.notifier: Any = None
+        self.notifier: Optional[AlertNotifier] = None
         self.ledger = AlertLedger()
         # alerts read back from the file after the saved mark (written by a run that died before its
         # checkpoint), for the notifier
@@ -71,7 +76,7 @@ class Outputs:
         """Where the alerts file ends now (saved with the state)."""
         return self.jsonl.mark() if self.jsonl is not None else None
 
-    def start_notifier(self, notify_cfg: Any, state_dir: Path) -> None:
+    def start_notifier(self, notify_cfg: NotifyConfig, state_dir: Path) -> None:
         """Notifications (apprise) run on a worker thread; detection never waits for them."""
         if not notify_cfg.enabled:
             return
@@ -108,7 +113,7 @@ class Outputs:
 
     # -- the alerts file read back -----------------------------------------------------------------------------
 
-    def reconcile(self, path: Optional[str], state: Any, keep_torn: Callable[[bytes], str]) -> None:
+    def reconcile(self, path: Optional[str], state: Optional[AgentState], keep_torn: Callable[[bytes], str]) -> None:
         """Read back the alerts file after the saved mark (`state`: an AgentState or None): ids a killed run
         wrote after its last checkpoint are not written again; a torn last line is cut off and kept aside by
         `keep_torn` (see alerts/ledger.py)."""

@@ -123,7 +123,8 @@ def test_importing_notify_does_not_import_apprise() -> None:
 
 
 def test_alerts_stage_imports_no_later_stage() -> None:
-    for name in ("notify.py", "notify_config.py", "notify_render.py"):
+    for name in ("notify.py", "notify_api.py", "notify_channels.py", "notify_config.py", "notify_policy.py",
+                 "notify_render.py", "notify_state.py"):
         text = (Path(__file__).parents[2] / "auditimds" / "alerts" / name).read_text()
         for bad in ("auditimds.config", "..config", ".cli", "daemon", "pipeline"):
             assert f"import {bad}" not in text and f"from {bad}" not in text, (name, bad)
