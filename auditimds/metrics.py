@@ -207,10 +207,10 @@ def render_prometheus(counters: Mapping[str, Any], *, gauges: Optional[Mapping[s
         if not is_gauge and not name.endswith("_total"):
             name += "_total"
         emit(name, "gauge" if is_gauge else "counter", HELP.get(dotted, f"auditimds counter {dotted}."), value)
-    for key, value in sorted((gauges or {}).items()):
-        if value is None or isinstance(value, bool):
+    for key, gauge in sorted((gauges or {}).items()):
+        if gauge is None or isinstance(gauge, bool):
             continue
-        emit(_metric_name(prefix, key), "gauge", HELP.get(key, f"auditimds gauge {key}."), value)
+        emit(_metric_name(prefix, key), "gauge", HELP.get(key, f"auditimds gauge {key}."), gauge)
     emit(f"{prefix}_textfile_timestamp_seconds", "gauge", "When auditimds wrote this file (Unix time).",
          round(time.time() if now is None else now, 3))
     return "\n".join(lines) + "\n"

@@ -84,11 +84,15 @@ class FileMark:
         """The mark saved by to_dict, or None when `d` is not one (an older state file has none)."""
         if not isinstance(d, dict):
             return None
-        path, dev, ino, size = d.get("path"), d.get("dev"), d.get("ino"), d.get("size")
-        if not isinstance(path, str) or not all(isinstance(v, int) and not isinstance(v, bool) and v >= 0
-                                                for v in (dev, ino, size)):
+        path, dev, ino, size = d.get("path"), _count(d.get("dev")), _count(d.get("ino")), _count(d.get("size"))
+        if not isinstance(path, str) or dev is None or ino is None or size is None:
             return None
         return cls(path, dev, ino, size)
+
+
+def _count(v: Any) -> Optional[int]:
+    """`v` when it is an int >= 0 (not a bool), else None."""
+    return v if isinstance(v, int) and not isinstance(v, bool) and v >= 0 else None
 
 
 def mark_of(fd: int, path: str) -> Optional[FileMark]:

@@ -124,9 +124,10 @@ def collect_status(state_dir: Path, *, now: Optional[float] = None, run: Callabl
     else:
         doc["newest_event_ms"] = None
         doc["lag_seconds"] = None
-    counters = state.get("counters") if isinstance(state.get("counters"), dict) else {}
+    raw_counters, raw_alerts = state.get("counters"), state.get("alerts")
+    counters: Dict[str, Any] = raw_counters if isinstance(raw_counters, dict) else {}
     doc["counters"] = counters
-    alerts = state.get("alerts") if isinstance(state.get("alerts"), list) else []
+    alerts: List[Any] = raw_alerts if isinstance(raw_alerts, list) else []
     last = max((a[1] for a in alerts if isinstance(a, list) and len(a) == 2 and isinstance(a[1], int)
                 and not isinstance(a[1], bool)), default=None)
     doc["alert_ids_remembered"] = len(alerts)

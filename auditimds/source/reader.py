@@ -14,7 +14,7 @@ import gzip
 import io
 import os
 import sys
-from typing import BinaryIO, Iterator, List, Optional, Tuple
+from typing import BinaryIO, Iterator, List, Optional, Tuple, cast
 
 GZIP_MAGIC = b"\x1f\x8b"
 DEFAULT_CHUNK = 1 << 20
@@ -36,7 +36,9 @@ class _Prepended(io.RawIOBase):
     def readable(self) -> bool:
         return True
 
-    def readinto(self, b: "bytearray | memoryview") -> int:  # type: ignore[override]
+    # the base class takes any writable buffer (typeshed's WriteableBuffer, not importable at run time); the
+    # buffers io hands a raw stream are bytearrays and memoryviews, whose len and slicing this uses
+    def readinto(self, b: "bytearray | memoryview") -> int:  # type: ignore[override]  # narrower buffer type, see above
         if self._head:
             n = min(len(b), len(self._head))
             b[:n] = self._head[:n]
@@ -134,7 +136,8 @@ def open_log(path: str, stdin: Optional[BinaryIO] = None) -> BinaryIO:
         f.close()
         raise LogOpenError(f"{path}: {getattr(e, 'strerror', None) or e}") from None
     if magic == GZIP_MAGIC:
-        return gzip.GzipFile(fileobj=f, mode="rb")  # type: ignore[return-value]
+        # a GzipFile reads like a BinaryIO but is not one to the type checker (typing.BinaryIO is nominal)
+        return cast(BinaryIO, gzip.GzipFile(fileobj=f, mode="rb"))
     return f
 
 
