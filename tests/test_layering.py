@@ -1,0 +1,72 @@
+"""The one-way flow of docs/design.md's map, checked on the source: no stage imports a later one, and the
+agent's loop (`daemon.py`) imports nothing from `audit/` (it reaches records only through the pipeline) or
+from the operator tools in `ops/`."""
+
+from __future__ import annotations
+
+import ast
+from pathlib import Path
+from typing import Dict, Iterator, List, Set, Tuple
+
+PKG = Path(__file__).resolve().parents[1] / "auditimds"
+STAGES = ["source", "audit", "ecs", "rules", "alerts"]  # data flows left to right
+WIRING = {"pipeline", "agent", "daemon", "cli", "cli_support", "config", "ops", "metrics", "builtin_rules"}
+
+
+def _imports(path: Path) -> Iterator[Tuple[int, str]]:
+    """(line, absolute module) for every import of the package in `path`."""
+    rel = path.relative_to(PKG.parent).with_suffix("")
+    parts = list(rel.parts)
+    if parts[-1] == "__init__":
+        parts = parts[:-1]
+    package = parts if path.name == "__init__.py" else parts[:-1]
+    for node in ast.walk(ast.parse(path.read_text(), str(path))):
+        if isinstance(node, ast.ImportFrom):
+            if node.level:
+                base = package[: len(package) - node.level + 1]
+                mod = ".".join(base + ([node.module] if node.module else []))
+                names = [mod] if node.module else [f"{mod}.{a.name}" for a in node.names]
+            else:
+                names = [node.module or ""]
+            for n in names:
+                if n.startswith("auditimds"):
+                    yield node.lineno, n
+        elif isinstance(node, ast.Import):
+            for a in node.names:
+                if a.name.startswith("auditimds"):
+                    yield node.lineno, a.name
+
+
+def _top(module: str) -> str:
+    parts = module.split(".")
+    return parts[1] if len(parts) > 1 else ""
+
+
+def _graph() -> Dict[str, List[Tuple[int, str]]]:
+    return {str(p.relative_to(PKG.parent)): list(_imports(p)) for p in sorted(PKG.rglob("*.py"))}
+
+
+def test_the_parser_of_imports_sees_the_package() -> None:
+    g = _graph()
+    # relative imports are resolved: sinks' `from .ledger import` is auditimds.alerts.ledger
+    assert "auditimds.alerts.ledger" in {m for _, m in g["auditimds/alerts/sinks.py"]}
+    assert any(_top(m) == "audit" for _, m in g["auditimds/pipeline.py"])
+    assert any(_top(m) == "alerts" for _, m in g["auditimds/agent/outputs.py"])
+
+
+def test_no_stage_imports_a_later_stage_or_the_wiring() -> None:
+    bad: List[str] = []
+    for path, imports in _graph().items():
+        here = _top(path.replace("/", ".")[:-3])
+        if here not in STAGES:
+            continue
+        for line, mod in imports:
+            there = _top(mod)
+            if there in WIRING or (there in STAGES and STAGES.index(there) > STAGES.index(here)):
+                bad.append(f"{path}:{line}: {here}/ imports {mod}")
+    assert not bad, "imports against the flow:\n" + "\n".join(bad)
+
+
+def test_daemon_imports_nothing_from_audit_or_ops() -> None:
+    tops: Set[str] = {_top(m) for _, m in _imports(PKG / "daemon.py")}
+    assert tops and not tops & {"audit", "ops"}, tops
