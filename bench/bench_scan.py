@@ -79,7 +79,10 @@ print(len(events))
 """,
     "+ SYSCALL fields + process table": """
 import sys
-from auditimds.ecs.normalize import _SYSCALL_RE, _decode_path
+try:  # the seam of audit/ and ecs/ (the older layout kept these in the normalizer)
+    from auditimds.audit.events import SYSCALL_RE as _SYSCALL_RE, decode_path as _decode_path
+except ImportError:
+    from auditimds.ecs.normalize import _SYSCALL_RE, _decode_path
 from auditimds.ecs.process_table import ProcessTable
 lines = open(sys.argv[1], "rb").read().split(b"\\n")
 table = ProcessTable("h")

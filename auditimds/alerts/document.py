@@ -8,7 +8,7 @@ a restart, or by anyone joining two scans).
 from __future__ import annotations
 
 import hashlib
-from typing import Any, Dict, List, Mapping, Optional, Protocol, Sequence
+from typing import Any, Dict, List, Mapping, Protocol, Sequence
 
 
 class RuleInfo(Protocol):
@@ -17,7 +17,6 @@ class RuleInfo(Protocol):
     severity: str
     risk_score: int
     threat: list
-    description: str
 
 
 def alert_id(rule_id: str, events: Sequence[Mapping[str, Any]]) -> str:
@@ -26,14 +25,6 @@ def alert_id(rule_id: str, events: Sequence[Mapping[str, Any]]) -> str:
         h.update(b"\x00")
         h.update(f"{ev['host.id']}|{getattr(ev, 'ts_ms', 0)}|{ev['auditd.sequence']}".encode())
     return h.hexdigest()[:32]
-
-
-def _first(events: Sequence[Mapping[str, Any]], key: str) -> Optional[Any]:
-    for ev in reversed(events):
-        v = ev[key]
-        if v is not None:
-            return v
-    return None
 
 
 def build_alert(rule: RuleInfo, events: Sequence[Mapping[str, Any]]) -> Dict[str, Any]:

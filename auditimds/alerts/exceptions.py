@@ -95,7 +95,6 @@ class ExceptionFilter:
     def __init__(self, exceptions: Sequence[RuleException]) -> None:
         self._compiled: List[Tuple[Optional[str], List[Tuple[str, GlobSet]]]] = [
             (e.rule_id, [(f, GlobSet(p)) for f, p in e.fields]) for e in exceptions]
-        self.dropped = 0
 
     def __bool__(self) -> bool:
         return bool(self._compiled)
@@ -106,7 +105,6 @@ class ExceptionFilter:
                 continue
             for ev in events:
                 if all(_value_matches(ev[f], g) for f, g in tests):
-                    self.dropped += 1
                     return True
         return False
 

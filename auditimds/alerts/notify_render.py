@@ -26,8 +26,6 @@ import re
 from datetime import datetime, timezone
 from typing import Any, Dict, List, Mapping, Sequence, Tuple
 
-FLAVOURS = ("slack", "markdown", "discord", "email", "text")
-
 _SCHEME_FLAVOUR = {
     "slack": "slack",
     "mmost": "markdown", "mmosts": "markdown", "rocket": "markdown", "rockets": "markdown",

@@ -55,7 +55,7 @@ def _single_record(line: bytes, body: int) -> "List[str] | None":
             append(v[1:-1].decode("utf-8", "backslashreplace"))
         else:
             d = decode(v, True)
-            append(b"" if d is None else d.decode("utf-8", "backslashreplace"))
+            append("" if d is None else d.decode("utf-8", "backslashreplace"))  # (null): as _general
     return argv
 
 
@@ -94,9 +94,9 @@ def _general(records: Sequence[Raw]) -> Tuple[List[str], bool]:
     argv: List[str] = []
     truncated = False
     for i in range(n):
-        v = whole.get(i)
-        if v is not None:
-            argv.append(_decode_arg(v).decode("utf-8", "backslashreplace"))
+        one = whole.get(i)
+        if one is not None:
+            argv.append(_decode_arg(one).decode("utf-8", "backslashreplace"))
             continue
         parts = chunks.get(i)
         if parts is None:
@@ -108,7 +108,3 @@ def _general(records: Sequence[Raw]) -> Tuple[List[str], bool]:
         argv.append(buf.decode("utf-8", "backslashreplace"))
     return argv, truncated
 
-
-def split_proctitle(value: bytes) -> List[str]:
-    """PROCTITLE (already decoded) -> list of arguments (NUL-separated, truncated by the kernel)."""
-    return [p.decode("utf-8", "backslashreplace") for p in value.split(b"\x00")]

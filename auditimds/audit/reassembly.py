@@ -22,7 +22,7 @@ import heapq
 from collections import OrderedDict
 from typing import Callable, Dict, Iterable, List, Optional, Tuple
 
-from .records import RELEVANT_TYPES, Header, parse_event_id, split_header
+from .records import RELEVANT_TYPES, parse_event_id, split_header
 
 Raw = Tuple[bytes, int]  # (line, offset of the body)
 
@@ -37,8 +37,8 @@ class AuditEvent:
     """The records of one audit event that the detector reads (raw, parsed lazily by the normalizer)."""
 
     __slots__ = (
-        "node", "sec", "msec", "serial", "syscall", "execve", "cwd", "sockaddr", "socketcall",
-        "proctitle", "last_wall", "seen_sec", "completed_by", "execve_bytes", "execve_cut",
+        "node", "sec", "msec", "serial", "syscall", "execve", "cwd", "sockaddr", "last_wall", "seen_sec",
+        "completed_by", "execve_bytes", "execve_cut",
     )
 
     def __init__(self, node: bytes, sec: int, msec: int, serial: int) -> None:
@@ -50,8 +50,6 @@ class AuditEvent:
         self.execve: List[Raw] = []
         self.cwd: Optional[Raw] = None
         self.sockaddr: Optional[Raw] = None
-        self.socketcall: Optional[Raw] = None
-        self.proctitle: Optional[Raw] = None
         self.last_wall = 0.0
         self.seen_sec = sec  # newest log second when this event last received a record
         self.completed_by = ""
@@ -148,11 +146,6 @@ class Reassembler:
                 push(h.node, h.rtype, h.eid, h.body, line, now)
         return records, malformed
 
-    def push_record(self, h: Header, line: bytes, now: float) -> None:
-        """Add one record given its parsed header (records of irrelevant types are ignored)."""
-        if h.rtype in RELEVANT_TYPES:
-            self.push(h.node, h.rtype, h.eid, h.body, line, now)
-
     def push(self, node: bytes, rtype: bytes, eid: bytes, body: int, line: bytes, now: float) -> None:
         """Add one record (already known to be of a relevant type)."""
         key = node + b"\x00" + eid if node else eid
@@ -182,7 +175,6 @@ class Reassembler:
         raw = (line, body)
         # most frequent first: every event has SYSCALL and PROCTITLE, execs add CWD and EXECVE
         if rtype == b"PROCTITLE":
-            ev.proctitle = raw
             self._complete(key, ev, COMPLETE_PROCTITLE)
         elif rtype == b"SYSCALL":
             ev.syscall = raw
@@ -201,8 +193,6 @@ class Reassembler:
                 self.stats.execve_dropped += 1
         elif rtype == b"SOCKADDR":
             ev.sockaddr = raw
-        elif rtype == b"SOCKETCALL":
-            ev.socketcall = raw
         elif rtype == b"EOE":
             self._complete(key, ev, COMPLETE_EOE)
 
@@ -240,11 +230,6 @@ class Reassembler:
         """End of input: complete everything still open, oldest first."""
         for k, e in list(self._inflight.items()):
             self._complete(k, e, COMPLETE_FLUSH)
-
-    def reset_time(self) -> None:
-        """auditd restarted or the host rebooted: serials start over; forget completed ids."""
-        self._done.clear()
-
 
 class Reorder:
     """Release events in (time, serial) order, holding each at most `window_ms` of log time.

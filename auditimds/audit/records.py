@@ -27,15 +27,6 @@ RELEVANT_TYPES = frozenset(
     }
 )
 
-# Fields whose unquoted value is hex of raw bytes (linux-audit field dictionary, "encoded" fields).
-ENCODED_FIELDS = frozenset(
-    {
-        b"acct", b"addr", b"cmd", b"comm", b"cwd", b"data", b"exe", b"key", b"name", b"path",
-        b"proctitle", b"saddr", b"vm", b"watch", b"ocomm", b"dir", b"file", b"grp", b"cgroup",
-        b"new-log_passwd", b"old-log_passwd", b"root_dir", b"sw", b"unit", b"old_prom", b"prom",
-    }
-)
-
 _HEX = frozenset(b"0123456789ABCDEFabcdef")
 
 # ENRICHED's 0x1D after the line went through a shipper: rsyslog writes "#035", some collectors the literal
@@ -44,8 +35,6 @@ _HEX = frozenset(b"0123456789ABCDEFabcdef")
 _MANGLED_SEPARATOR = re.compile(rb"(?:#035|\\u001[dD])(?=[A-Z][A-Z0-9_]*=)")
 _BRACES = re.compile(rb"\{[^}]*\}")
 _KERNEL_KEY = re.compile(rb"(?:^|\s)[a-z][a-z0-9_-]*=")
-
-NULL_VALUES = frozenset({b"(null)", b"(none)", b"?"})
 
 
 class Header(NamedTuple):
@@ -185,12 +174,3 @@ def decode_str(value: Optional[bytes], encoded: bool = True) -> Optional[str]:
     if b is None:
         return None
     return b.decode("utf-8", "backslashreplace")
-
-
-def to_int(value: Optional[bytes], base: int = 10) -> Optional[int]:
-    if value is None:
-        return None
-    try:
-        return int(value, base)
-    except ValueError:
-        return None

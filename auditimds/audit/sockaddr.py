@@ -12,13 +12,10 @@ import ipaddress
 from dataclasses import dataclass
 from typing import Optional
 
-AF_UNSPEC = 0
 AF_UNIX = 1
 AF_INET = 2
 AF_INET6 = 10
 AF_NETLINK = 16
-
-FAMILY_NAMES = {AF_UNSPEC: "unspec", AF_UNIX: "unix", AF_INET: "inet", AF_INET6: "inet6", AF_NETLINK: "netlink"}
 
 
 @dataclass(frozen=True)
@@ -30,10 +27,6 @@ class SockAddr:
     path: Optional[str] = None  # unix: filesystem path, or "@name" for an abstract socket
     netlink_pid: Optional[int] = None
     truncated: bool = False  # shorter than the family's struct
-
-    @property
-    def family_name(self) -> str:
-        return FAMILY_NAMES.get(self.family, str(self.family))
 
 
 def is_little_endian(arch: Optional[int]) -> bool:
@@ -74,6 +67,5 @@ def decode_sockaddr(raw: bytes, little_endian: bool = True) -> Optional[SockAddr
     if family == AF_NETLINK:
         if len(raw) < 8:
             return SockAddr(family, truncated=True)
-        order = "little" if little_endian else "big"
-        return SockAddr(family, netlink_pid=int.from_bytes(raw[4:8], order))
+        return SockAddr(family, netlink_pid=int.from_bytes(raw[4:8], "little" if little_endian else "big"))
     return SockAddr(family)

@@ -1,6 +1,6 @@
 from __future__ import annotations
 
-from auditimds.audit.execve import rebuild_argv, split_proctitle
+from auditimds.audit.execve import rebuild_argv
 from auditimds.audit.records import split_header
 from tests.conftest import CORPUS_PUBLIC, lines_of
 
@@ -74,5 +74,15 @@ def test_no_argc_uses_the_arguments_present():
     assert argv == ["x", "y"] and not truncated
 
 
-def test_proctitle_split():
-    assert split_proctitle(b"curl\x00-s\x00http://x/") == ["curl", "-s", "http://x/"]
+def test_a_null_argument_is_empty_text_on_both_paths():
+    # `(null)` decodes to nothing; the one-record fast path once appended b"" (bytes) instead of ""
+    one = lines_of('type=EXECVE msg=audit(1795976469.444:16777): argc=3 a0="/bin/x" a1=(null) a2="y"')
+    split = lines_of(
+        'type=EXECVE msg=audit(1795976469.444:16778): argc=3 a0="/bin/x" a1=(null)\n'
+        'type=EXECVE msg=audit(1795976469.444:16778): a2="y"'
+    )
+    for rec in (one, split):
+        argv, truncated = rebuild_argv(raws(rec))
+        assert argv == ["/bin/x", "", "y"]
+        assert all(type(a) is str for a in argv)
+        assert not truncated
