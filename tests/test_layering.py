@@ -25,7 +25,10 @@ def _imports(path: Path) -> Iterator[Tuple[int, str]]:
             if node.level:
                 base = package[: len(package) - node.level + 1]
                 mod = ".".join(base + ([node.module] if node.module else []))
-                names = [mod] if node.module else [f"{mod}.{a.name}" for a in node.names]
+                if node.module and (PKG.parent / mod.replace(".", "/")).is_dir():
+                    names = [f"{mod}.{a.name}" for a in node.names]  # `from ..audit import events`
+                else:
+                    names = [mod] if node.module else [f"{mod}.{a.name}" for a in node.names]
             else:
                 names = [node.module or ""]
             for n in names:
@@ -70,3 +73,13 @@ def test_no_stage_imports_a_later_stage_or_the_wiring() -> None:
 def test_daemon_imports_nothing_from_audit_or_ops() -> None:
     tops: Set[str] = {_top(m) for _, m in _imports(PKG / "daemon.py")}
     assert tops and not tops & {"audit", "ops"}, tops
+
+
+def test_ecs_reaches_audit_only_through_audit_events() -> None:
+    # the seam a faster parser (the compiled core) replaces: ecs/ builds ECS from audit.events' Syscall and
+    # never parses records itself
+    bad = [f"{path}:{line}: {mod}" for path, imports in _graph().items() if path.startswith("auditimds/ecs/")
+           for line, mod in imports if _top(mod) == "audit" and mod != "auditimds.audit.events"
+           and not mod.startswith("auditimds.audit.events.")]
+    assert not bad, "ecs/ importing audit/ other than through audit.events:\n" + "\n".join(bad)
+    assert any(m == "auditimds.audit.events" for _, m in _graph()["auditimds/ecs/normalize.py"])
