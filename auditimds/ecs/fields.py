@@ -11,7 +11,7 @@ from the real fixtures is in the catalogue.
 
 from __future__ import annotations
 
-from typing import Dict, FrozenSet, Iterable, List, Optional, Tuple
+from typing import Callable, Dict, FrozenSet, Iterable, List, Optional, Tuple
 
 __all__ = [
     "SUPPLIED",
@@ -102,14 +102,14 @@ def unsupplied(fields: Iterable[str]) -> List[str]:
 
 
 def never_produced_value(field: str, value: str, insensitive: bool = False,
-                         matcher: Optional[object] = None) -> bool:
+                         matcher: Optional[Callable[[str], bool]] = None) -> bool:
     """True if `field` is enumerated here and `value` (or, with `matcher(s) -> bool`, a pattern) matches
     none of the values the normalizer produces."""
     known = VALUES.get(field)
     if known is None:
         return False
     if matcher is not None:
-        return not any(matcher(v) for v in known)  # type: ignore[operator]
+        return not any(matcher(v) for v in known)
     if insensitive:
         return value.lower() not in {v.lower() for v in known}
     return value not in known
