@@ -22,9 +22,8 @@ error.  (Wildcards, ``:`` and ``like``, never get here: they are matched in line
 from __future__ import annotations
 
 import logging
+import re
 from typing import Callable, Iterable, List, Optional
-
-import regex
 
 __all__ = ["LuceneRegexError", "RegexSet", "TIMEOUT_S", "TIMEOUTS", "translate"]
 
@@ -55,7 +54,7 @@ class LuceneRegexError(ValueError):
 
 
 def _lit(c: str) -> str:
-    return regex.escape(c, special_only=False)
+    return re.escape(c)  # the same escapes in the regex package's syntax
 
 
 class _Translator:
@@ -210,6 +209,8 @@ class RegexSet:
     __slots__ = ("patterns", "timeouts", "_fullmatch")
 
     def __init__(self, patterns: Iterable[str], insensitive: bool) -> None:
+        import regex  # here, not at import: most rule sets have no regex, and the commands start faster
+
         self.patterns = list(patterns)
         # ASCII: Lucene's case-insensitive flag folds ASCII letters only (the classes are spelt out above)
         flags = regex.DOTALL | (regex.IGNORECASE | regex.ASCII if insensitive else 0)
