@@ -70,3 +70,26 @@ def test_no_stage_imports_a_later_stage_or_the_wiring() -> None:
 def test_daemon_imports_nothing_from_audit_or_ops() -> None:
     tops: Set[str] = {_top(m) for _, m in _imports(PKG / "daemon.py")}
     assert tops and not tops & {"audit", "ops"}, tops
+
+
+def test_inside_rules_the_language_comes_before_the_engine_and_the_pack() -> None:
+    """rules/eql/ (the language) imports nothing from rules/engine/ or the pack (loader, builtin, check), and
+    rules/engine/ nothing from the pack."""
+    order = ["eql", "engine", "pack"]
+
+    def part(module: str) -> str:
+        parts = module.split(".")
+        if parts[:2] != ["auditimds", "rules"] or len(parts) < 3:
+            return ""
+        return parts[2] if parts[2] in ("eql", "engine") else "pack"
+
+    bad: List[str] = []
+    for path, imports in _graph().items():
+        here = part(path.replace("/", ".")[:-3])
+        if here not in ("eql", "engine"):
+            continue
+        for line, mod in imports:
+            there = part(mod)
+            if there and order.index(there) > order.index(here):
+                bad.append(f"{path}:{line}: rules/{here}/ imports {mod}")
+    assert not bad, "imports against the flow:\n" + "\n".join(bad)
