@@ -40,6 +40,7 @@ from .cli_support import (
 
 if TYPE_CHECKING:
     from .config import Config
+    from .rules.loader import Rule
 
 class _Parser(argparse.ArgumentParser):
     def error(self, message: str) -> NoReturn:
@@ -114,7 +115,7 @@ def cmd_run(args: argparse.Namespace, out: TextIO) -> int:
     if not args.verbose:
         logging.getLogger("auditimds").setLevel(cfg.log_level.upper())
 
-    def rules_for(c: Config) -> List[Any]:
+    def rules_for(c: Config) -> List[Rule]:
         # eager first stages: the agent holds no window of unevaluated events (memory budget)
         sources = [("[rules] paths:", p) for p in c.rule_paths] + cli_rules(extra_rules)
         return load_rule_set(sources, c.builtin_rules, lazy_first=False,

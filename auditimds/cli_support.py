@@ -9,9 +9,12 @@ import socket
 import sys
 import time
 from pathlib import Path
-from typing import Any, BinaryIO, Dict, List, Optional, Sequence, TextIO, Tuple, Union
+from typing import TYPE_CHECKING, Any, BinaryIO, Dict, List, Optional, Sequence, TextIO, Tuple, Union
 
 from .rules.builtin import builtin_rules_dir, missing_rule_path_message, resolve_rule_path
+
+if TYPE_CHECKING:  # loaded when the rules are (startup time of the commands that need none)
+    from .rules.loader import Rule
 
 EXIT_OK = 0
 EXIT_OUTPUT = 1
@@ -133,7 +136,7 @@ def no_rules_reason(builtin: bool, empty: Sequence[str], refused: int, none_give
 
 
 def load_rule_set(sources: Sequence[RuleSource], builtin: bool, allow_none: bool = False, lazy_first: bool = True,
-                  none_given: str = "no --rules given") -> List[Any]:
+                  none_given: str = "no --rules given") -> List[Rule]:
     """Load the built-in rules (if `builtin`) and the given rule paths; warnings on stderr.
 
     A given directory without rule files is reported once; a rule file that cannot be used is skipped with a
@@ -256,7 +259,7 @@ def sniff_node_prefixes(handles: Handles) -> Tuple[bool, Handles]:
 
 
 def run_files(args: argparse.Namespace, handles: Handles, on_alert: Any, on_event: Any,
-               rules: List[Any]) -> Dict[str, Any]:
+               rules: List[Rule]) -> Dict[str, Any]:
     from .pipeline import Pipeline
     from .source.reader import LogOpenError, file_size, raw_position, read_batches
 

@@ -40,7 +40,7 @@ from .config import Config, ConfigError, load_config
 from .ecs.procfs import ProcResolver
 from .metrics import Periodic, format_stopped_line, log_lag
 from .pipeline import Pipeline
-from .rules.loader import carry_over
+from .rules.loader import Rule, carry_over
 from .source.checkpoint import CheckpointError, same_log
 
 log = logging.getLogger("auditimds")
@@ -54,7 +54,7 @@ CATCH_UP_CHECKPOINT_BATCHES = 32  # about 32 MB of log
 
 
 class Daemon:
-    def __init__(self, cfg: Config, rules: List[Any], *, host_id: str, host_name: str,
+    def __init__(self, cfg: Config, rules: List[Rule], *, host_id: str, host_name: str,
                  stdout: Optional[TextIO] = None, resolver: Optional[Callable[[int], Optional[dict]]] = None,
                  self_pid: Optional[int] = None, max_batch_bytes: int = 1 << 20,
                  checkpoint_interval: float = CHECKPOINT_INTERVAL_S) -> None:
@@ -241,7 +241,7 @@ class Daemon:
 
     # -- reload -----------------------------------------------------------------------------------------
 
-    def apply(self, cfg: Config, rules: List[Any]) -> None:
+    def apply(self, cfg: Config, rules: List[Rule]) -> None:
         """Take a new configuration and rule set (SIGHUP); input and state changes need a restart.  A new
         alerts file that cannot be opened refuses the whole reload (DaemonError), before anything changed."""
         if not (same_log(cfg.input_path, self.cfg.input_path) and same_log(cfg.state_dir, self.cfg.state_dir)):
@@ -283,7 +283,7 @@ class Daemon:
         return None
 
 
-def _run(cfg: Config, load_rules: Callable[[Config], List[Any]], host: Callable[[Config], Tuple[str, str]], *,
+def _run(cfg: Config, load_rules: Callable[[Config], List[Rule]], host: Callable[[Config], Tuple[str, str]], *,
          stdin_fd: Optional[int] = None, config_path: Optional[str] = None,
          overrides: Optional[Dict[str, Any]] = None) -> int:
     """The loop of `auditimds run` (`stdin_fd`: plugin mode, records on that pipe).  Returns the exit code."""
@@ -339,12 +339,12 @@ def _run(cfg: Config, load_rules: Callable[[Config], List[Any]], host: Callable[
 
 
 def run_daemon(cfg: Config, config_path: Optional[str], overrides: Dict[str, Any],
-               load_rules: Callable[[Config], List[Any]], host: Callable[[Config], Tuple[str, str]]) -> int:
+               load_rules: Callable[[Config], List[Rule]], host: Callable[[Config], Tuple[str, str]]) -> int:
     """`auditimds run`: follow the log.  Returns the exit code."""
     return _run(cfg, load_rules, host, config_path=config_path, overrides=overrides)
 
 
-def run_stdin(cfg: Config, load_rules: Callable[[Config], List[Any]],
+def run_stdin(cfg: Config, load_rules: Callable[[Config], List[Rule]],
               host: Callable[[Config], Tuple[str, str]], stdin_fd: int = 0) -> int:
     """`auditimds run --stdin`, auditd's plugin mode (records, EOE included, on stdin) until EOF or SIGTERM."""
     return _run(cfg, load_rules, host, stdin_fd=stdin_fd)

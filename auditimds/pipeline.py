@@ -16,6 +16,7 @@ from .audit.records import parse_event_id, split_header
 from .ecs.event import EcsEvent
 from .ecs.normalize import Normalizer
 from .ecs.process_table import ProcessTable, Resolver
+from .rules.loader import Rule
 
 log = logging.getLogger("auditimds")
 
@@ -36,7 +37,7 @@ class Pipeline:
 
     def __init__(
         self,
-        rules: Sequence[Any],
+        rules: Sequence[Rule],
         host_id: str,
         host_name: str,
         on_alert: Optional[Callable[[Dict[str, Any]], None]] = None,
@@ -65,12 +66,12 @@ class Pipeline:
         self._multi_node = False
         self.set_rules(rules)
 
-    def set_rules(self, rules: Sequence[Any]) -> None:
+    def set_rules(self, rules: Sequence[Rule]) -> None:
         """Replace the rule set (config reload).  Pending sequences of the old rules are dropped."""
         self.rules = list(rules)
-        by_category: Dict[str, List[Any]] = {}
+        by_category: Dict[str, List[Rule]] = {}
         for r in self.rules:
-            cats = getattr(r.compiled, "categories", None) or {"any"}
+            cats = r.compiled.categories or {"any"}
             for c in cats:
                 by_category.setdefault(c, []).append(r)
         any_rules = by_category.pop("any", [])
@@ -78,15 +79,14 @@ class Pipeline:
         # per event, and nothing else for an event no rule can use
         self._dispatch = {c: tuple((r, r.compiled.process) for r in rs + any_rules) for c, rs in by_category.items()}
         self._dispatch_other = tuple((r, r.compiled.process) for r in any_rules)
-        if getattr(self, "_multi_node", False):
+        if self._multi_node:
             self._apply_skew()
 
     MULTI_NODE_SKEW_NS = 120 * 1_000_000_000
 
     def _apply_skew(self) -> None:
         for r in self.rules:
-            if hasattr(r.compiled, "skew_ns"):
-                r.compiled.skew_ns = self.MULTI_NODE_SKEW_NS
+            r.compiled.skew_ns = self.MULTI_NODE_SKEW_NS
 
     @property
     def newest_ts_ms(self) -> int:
@@ -96,7 +96,7 @@ class Pipeline:
     @property
     def max_maxspan_ms(self) -> int:
         """The longest sequence window of the loaded rules (how far back a restart must re-read)."""
-        spans = [getattr(r.compiled, "maxspan", None) or 0 for r in self.rules]
+        spans = [r.compiled.maxspan or 0 for r in self.rules]
         return max(spans, default=0) // 1_000_000
 
     @property

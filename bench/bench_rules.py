@@ -28,13 +28,13 @@ sys.path.insert(0, str(REPO))
 
 from auditimds.pipeline import Pipeline  # noqa: E402
 from auditimds.rules.builtin import builtin_rules_dir  # noqa: E402
-from auditimds.rules.loader import load_rules  # noqa: E402
+from auditimds.rules.loader import Rule, load_rules  # noqa: E402
 from auditimds.source.reader import open_log, read_batches  # noqa: E402
 
 DEFAULT_LOG = REPO.parent / "shared" / "corpus" / "real" / "host-a.log.gz"
 
 
-def scan_once(log: str, rules: List[Any]) -> Dict[str, Any]:
+def scan_once(log: str, rules: List[Rule]) -> Dict[str, Any]:
     alerts: List[Dict[str, Any]] = []
     gc.collect()
     t0 = time.perf_counter()

@@ -83,3 +83,26 @@ def test_ecs_reaches_audit_only_through_audit_events() -> None:
            and not mod.startswith("auditimds.audit.events.")]
     assert not bad, "ecs/ importing audit/ other than through audit.events:\n" + "\n".join(bad)
     assert any(m == "auditimds.audit.events" for _, m in _graph()["auditimds/ecs/normalize.py"])
+
+
+def test_inside_rules_the_language_comes_before_the_engine_and_the_pack() -> None:
+    """rules/eql/ (the language) imports nothing from rules/engine/ or the pack (loader, builtin, check), and
+    rules/engine/ nothing from the pack."""
+    order = ["eql", "engine", "pack"]
+
+    def part(module: str) -> str:
+        parts = module.split(".")
+        if parts[:2] != ["auditimds", "rules"] or len(parts) < 3:
+            return ""
+        return parts[2] if parts[2] in ("eql", "engine") else "pack"
+
+    bad: List[str] = []
+    for path, imports in _graph().items():
+        here = part(path.replace("/", ".")[:-3])
+        if here not in ("eql", "engine"):
+            continue
+        for line, mod in imports:
+            there = part(mod)
+            if there and order.index(there) > order.index(here):
+                bad.append(f"{path}:{line}: rules/{here}/ imports {mod}")
+    assert not bad, "imports against the flow:\n" + "\n".join(bad)

@@ -14,7 +14,7 @@ import logging
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Dict, List, Optional
+from typing import TYPE_CHECKING, Any, Dict, List, Optional, Sequence
 
 from ..alerts.ledger import FileMark
 from ..source.checkpoint import (
@@ -27,6 +27,9 @@ from ..source.checkpoint import (
 )
 from ..source.tail import Position
 from . import DaemonError, StateDirInUse
+
+if TYPE_CHECKING:  # the rule type only: the state directory needs no rule code at run time
+    from ..rules.loader import Rule
 
 log = logging.getLogger("auditimds")
 
@@ -153,17 +156,17 @@ class StateDir:
     # -- new_terms history ---------------------------------------------------------------------------------
 
     @staticmethod
-    def _new_terms_rules(rules: List[Any]) -> List[Any]:
-        return [r for r in rules if hasattr(r.compiled, "to_state")]
+    def _new_terms_rules(rules: Sequence[Rule]) -> List[Rule]:
+        return [r for r in rules if r.compiled.keeps_state]
 
-    def _new_terms_changes(self, rules: List[Any]) -> int:
-        return sum(getattr(r.compiled, "changes", 0) for r in self._new_terms_rules(rules))
+    def _new_terms_changes(self, rules: Sequence[Rule]) -> int:
+        return sum(r.compiled.changes for r in self._new_terms_rules(rules))
 
     def forget_new_terms_saved(self) -> None:
         """The set of histories may have changed (a reload): write it at the next save."""
         self._new_terms_saved = None
 
-    def load_new_terms(self, all_rules: List[Any]) -> None:
+    def load_new_terms(self, all_rules: Sequence[Rule]) -> None:
         """Restore the history of the new_terms rules (a rule no longer loaded is ignored)."""
         if not self._new_terms_rules(all_rules):
             return
@@ -191,7 +194,7 @@ class StateDir:
         self._new_terms_saved = self._new_terms_changes(all_rules)
         log.info("new_terms history restored: %d term(s)", n)
 
-    def save_new_terms(self, all_rules: List[Any], force: bool = False) -> None:
+    def save_new_terms(self, all_rules: Sequence[Rule], force: bool = False) -> None:
         """Write the history of the new_terms rules (only if it changed since the last write)."""
         rules = self._new_terms_rules(all_rules)
         if not rules:

@@ -8,14 +8,14 @@ a restart, or by anyone joining two scans).
 from __future__ import annotations
 
 import hashlib
-from typing import Any, Dict, List, Mapping, Protocol, Sequence
+from typing import Any, Dict, List, Mapping, Protocol, Sequence, Union
 
 
 class RuleInfo(Protocol):
     rule_id: str
     name: str
     severity: str
-    risk_score: int
+    risk_score: Union[int, float, None]  # as the rule file gives it (absent: None)
     threat: list
 
 

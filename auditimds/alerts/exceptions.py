@@ -15,7 +15,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any, Dict, List, Mapping, Optional, Sequence, Tuple
 
-from ..rules.wildcard import GlobSet
+from ..rules.eql.wildcard import GlobSet
 
 # exception key -> dotted ECS field of the alert's events
 FIELDS: Dict[str, str] = {

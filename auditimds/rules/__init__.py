@@ -1,11 +1,11 @@
-"""rules stage: EQL parser, compiler, sequence engine and detection-rules TOML loader."""
+"""rules stage: the EQL language (`eql/`), the matching engine (`engine/`) and the rule pack (detection-rules
+TOML `loader`, the `builtin` packs, `rules check`)."""
 
 from __future__ import annotations
 
-from .eql_compile import compile_expr, compile_query, evaluate
-from .eql_parser import EqlSyntaxError, parse_expression, parse_query
+from .engine import CompiledQuery, EventMatcher, SequenceMatcher, compile_query
+from .eql import EqlSyntaxError, compile_expr, evaluate, parse_expression, parse_query
 from .loader import Rule, RuleLoadError, load_rule, load_rules
-from .sequence import CompiledQuery, EventMatcher, SequenceMatcher
 
 __all__ = [
     "CompiledQuery",

@@ -26,14 +26,13 @@ a missing path, a directory without rule files: `auditimds: error: ...` lines on
 
 from __future__ import annotations
 
-import re
 from pathlib import Path
-from typing import Dict, Iterator, List, Optional, Set, TextIO, Tuple, Union
+from typing import Callable, Dict, Iterator, List, Optional, Set, TextIO, Tuple, Union
+from typing import Sequence as Seq
 
 from ..ecs import fields as ecs_fields
 from .builtin import missing_rule_path_message, resolve_rule_path
-from .eql_compile import wildcard_matcher
-from .eql_parser import (
+from .eql.ast import (
     And,
     Compare,
     EventQuery,
@@ -50,6 +49,8 @@ from .eql_parser import (
     Stage,
     iter_fields,
 )
+from .eql.regexp import RegexSet
+from .eql.wildcard import wildcard_matcher
 from .loader import RuleLoadError, load_rule
 from .loader import rule_files as files_of
 
@@ -77,7 +78,7 @@ def rule_files(paths: List[str]) -> Tuple[List[Path], List[str]]:
     return files, errors
 
 
-def _stages(q: Query) -> List[Union[Stage, EventQuery]]:
+def _stages(q: Query) -> Seq[Union[Stage, EventQuery]]:
     if isinstance(q, Sequence):
         return list(q.stages) + ([q.until] if q.until is not None else [])
     return [q]
@@ -115,11 +116,8 @@ def _dead_values(where: Node) -> List[str]:
                     out.append(f'{n.expr.name} in{"~" if n.insensitive else ""} "{v.value}"')
         elif isinstance(n, Match) and isinstance(n.expr, Field):
             for p in n.patterns:
-                if n.kind.startswith("regex"):
-                    rx = re.compile(p, re.DOTALL | (re.IGNORECASE if n.kind == "regex~" else 0))
-                    m = lambda s, _rx=rx: _rx.fullmatch(s) is not None  # noqa: E731
-                else:
-                    m = wildcard_matcher(p, n.kind != "like")
+                m: Callable[[str], bool] = (RegexSet([p], n.kind == "regex~") if n.kind.startswith("regex")
+                                            else wildcard_matcher(p, n.kind != "like"))
                 if nv(n.expr.name, p, matcher=m):
                     out.append(f'{n.expr.name} {n.kind} "{p}"')
     return out
@@ -171,7 +169,6 @@ def check_rules(paths: List[str], out: TextIO, err: Optional[TextIO] = None) -> 
         if earlier != f:
             problems += 1
             out.write(f"    duplicate rule_id: also defined in {earlier}\n")
-        assert rule.parsed is not None
         for note in rule_notes(rule.parsed):
             out.write(f"    {note}\n")
     return 1 if problems else 0

@@ -11,10 +11,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Dict, List, Optional, Tuple, Union
 
-from .eql_compile import compile_query
-from .eql_parser import EqlSyntaxError, Query, parse_query
-from .new_terms import DEFAULT_MAX_TERMS, HistoryWindowError, NewTermsMatcher, parse_history_window
-from .sequence import CompiledQuery, EventMatcher
+from .engine.factory import compile_query
+from .engine.new_terms import DEFAULT_MAX_TERMS, HistoryWindowError, NewTermsMatcher, parse_history_window
+from .engine.query import CompiledQuery, EventMatcher
+from .eql.ast import EqlSyntaxError, Query
+from .eql.parser import parse_query
 
 if sys.version_info >= (3, 11):
     import tomllib
@@ -46,12 +47,13 @@ class Rule:
     type: str
     language: str
     query: str
+    # what the engine matches with (a reload may hand it, with its state, to the new Rule), and the query parsed
+    compiled: CompiledQuery = field(repr=False, compare=False)
+    parsed: Query = field(repr=False, compare=False)
     threat: List[Dict[str, Any]] = field(default_factory=list)
     tags: List[str] = field(default_factory=list)
     references: List[str] = field(default_factory=list)
     source_path: Path | None = None
-    compiled: CompiledQuery | None = field(default=None, repr=False, compare=False)
-    parsed: Query | None = field(default=None, repr=False, compare=False)
     # type = "new_terms": the fields whose value combination must be new, and the history window (ms)
     new_terms_fields: List[str] = field(default_factory=list)
     history_window_ms: int | None = None
@@ -78,7 +80,7 @@ def carry_over(old: List[Rule], new: List[Rule]) -> Tuple[List[Rule], List[str]]
         prev = by_id.pop(r.rule_id, None)
         if prev is None:
             notes.append(f"rule {r.rule_id} ({r.name}) added")
-        elif prev.fingerprint == r.fingerprint and prev.compiled is not None:
+        elif prev.fingerprint == r.fingerprint:
             r.compiled = prev.compiled
         else:
             notes.append(f"rule {r.rule_id} ({r.name}) changed: its open sequences and history start fresh")
@@ -114,7 +116,8 @@ def load_rule(path: Union[str, Path], lazy_first: bool = True) -> Rule:
     if not isinstance(rule, dict):
         raise RuleLoadError(path, "missing [rule] table")
     for key in ("rule_id", "name"):
-        if not isinstance(rule.get(key), str) or not rule.get(key).strip():
+        value = rule.get(key)
+        if not isinstance(value, str) or not value.strip():
             raise RuleLoadError(path, f"missing or empty rule.{key}")
     rtype = rule.get("type")
     lang = rule.get("language")

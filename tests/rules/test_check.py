@@ -5,7 +5,7 @@ from __future__ import annotations
 import io
 
 from auditimds.rules.check import check_rules, rule_notes
-from auditimds.rules.eql_parser import parse_query
+from auditimds.rules.eql.parser import parse_query
 
 from .rules_testpaths import UPSTREAM
 

@@ -6,8 +6,8 @@ from pathlib import Path
 
 import pytest
 
+from auditimds.rules.engine.sequence import SequenceMatcher
 from auditimds.rules.loader import Rule, RuleLoadError, load_rule, load_rules
-from auditimds.rules.sequence import SequenceMatcher
 
 from .rules_testpaths import UPSTREAM
 

@@ -6,8 +6,8 @@ import random
 
 import pytest
 
-from auditimds.rules.eql_compile import compile_query
-from auditimds.rules.sequence import CLOCK_STEP_EVENTS, LATE_GRACE_NS
+from auditimds.rules.engine.factory import compile_query
+from auditimds.rules.engine.first_stage import CLOCK_STEP_EVENTS, LATE_GRACE_NS
 
 S = 1_000_000_000
 
@@ -111,7 +111,7 @@ def test_feeding_the_same_matcher_again_from_the_start():
 
 def test_lazy_candidates_stay_bounded_when_the_clock_steps_back():
     """Concatenated logs, a reboot or an NTP step: time goes back; the candidate queue must not grow."""
-    from auditimds.rules.eql_compile import compile_query
+    from auditimds.rules.engine.factory import compile_query
 
     class Ev(dict):
         def __missing__(self, k):
@@ -132,7 +132,7 @@ def test_lazy_candidates_stay_bounded_when_the_clock_steps_back():
 def test_a_flood_that_overflows_the_candidate_queue_cannot_hide_a_match():
     """Security: 20,000 cheap events (execs, failed io_uring_setup calls) used to push the attacker's exec out
     of the lazy queue before its connect.  Evicted candidates are evaluated and kept per key instead."""
-    from auditimds.rules.eql_compile import compile_query
+    from auditimds.rules.engine.factory import compile_query
 
     class Ev(dict):
         def __missing__(self, k):
@@ -295,7 +295,7 @@ def test_a_real_clock_step_still_resets_the_window():
     for i in range(CLOCK_STEP_EVENTS + 10):
         cq.process(_ev("process", "Z", "h1", 1000 + i), 10 * S + i, seq)
         seq += 1
-    assert all(c[0] < 20 * S for c in cq._cands)  # only the new timeline's candidates are left
+    assert all(c.ts < 20 * S for c in cq.window.cands)  # only the new timeline's candidates are left
     assert [[e["id"] for e in m] for m in cq.process(_ev("network", "B", "h1", 9), 10 * S + 5000, seq)] == []
 
 
@@ -307,7 +307,7 @@ def test_consumption_marks_stay_bounded():
         cq.process(_ev("process", "A", host, 2 * i), i * 10_000_000, seq)
         assert len(cq.process(_ev("network", "B", host, 2 * i + 1), i * 10_000_000 + 1, seq + 1)) == 1
         seq += 2
-    assert len(cq._dead) <= 4096 + 2 * len(cq._cands) + 1
+    assert len(cq.marks) <= 4096 + 2 * len(cq.window.cands) + 1
 
 
 DUP_Q = ('sequence by host.id with maxspan=2s [process where event.action == "A"] '
@@ -360,12 +360,12 @@ def test_spilled_first_stages_do_not_pile_up():
     cq.max_candidates = 100  # every candidate beyond 100 is evaluated and spilled
     for i in range(50_000):  # 50,000 distinct keys at 1,000 events/s: only recent spills can still match
         cq.process(_ev("process", "A", f"h{i}", i), i * 1_000_000, i)
-    assert len(cq._spill) <= 1000 * (2 + LATE_GRACE_NS // S) + 1
-    assert cq.pending >= len(cq._spill)
+    assert len(cq.window.spill) <= 1000 * (2 + LATE_GRACE_NS // S) + 1
+    assert cq.pending >= len(cq.window.spill)
 
 
 def test_eager_history_of_first_stages_stays_bounded():
-    """The first stages kept for late second stages: at most OLDER_PER_KEY per key, none beyond the grace."""
+    """The first stages kept for late second stages: at most History.PER_KEY per key, none beyond the grace."""
     cq = compile_query(LATE_Q, lazy_first=False)
     seq = 0
     for i in range(20_000):  # one key matching its first stage 1,000 times a second, and 2,000 other keys
@@ -374,12 +374,12 @@ def test_eager_history_of_first_stages_stays_bounded():
         if i % 10 == 0:
             cq.process(_ev("process", "A", f"h{i}", seq), i * 1_000_000, seq)
             seq += 1
-    assert len(cq._older.get(("busy",), [])) <= cq.OLDER_PER_KEY
-    assert all(len(v) <= cq.OLDER_PER_KEY for v in cq._older.values())
+    assert len(cq.history.by_key.get(("busy",), [])) <= cq.history.PER_KEY
+    assert all(len(v) <= cq.history.PER_KEY for v in cq.history.by_key.values())
     later = 20 * S + 3 * S + LATE_GRACE_NS + 2 * S  # beyond maxspan + grace: a sweep drops them all
     cq.process(_ev("network", "B", "other", seq), later, seq)
     cq.process(_ev("network", "B", "other", seq + 1), later + 2 * S, seq + 1)
-    assert len(cq._older) == 0 and cq.pending <= 2
+    assert len(cq.history.by_key) == 0 and cq.pending <= 2
 
 
 UNTIL_Q = ('sequence by host.id with maxspan=3s [process where event.action == "A"] '

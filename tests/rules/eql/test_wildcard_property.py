@@ -8,8 +8,10 @@ from functools import cache
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from auditimds.rules.eql_compile import compile_expr, evaluate, wildcard_matcher
-from auditimds.rules.eql_parser import parse_expression
+from auditimds.rules.eql.codegen import compile_expr
+from auditimds.rules.eql.interpreter import evaluate
+from auditimds.rules.eql.parser import parse_expression
+from auditimds.rules.eql.wildcard import wildcard_matcher
 
 ALPHABET = "aAbB*?.\\/-_ \n(|)[+]^$éİß"
 

@@ -6,8 +6,8 @@ from pathlib import Path
 
 import pytest
 
-from auditimds.rules.eql_compile import compile_query
-from auditimds.rules.eql_parser import (
+from auditimds.rules.engine.factory import compile_query
+from auditimds.rules.eql.ast import (
     And,
     Compare,
     EqlSyntaxError,
@@ -20,11 +20,10 @@ from auditimds.rules.eql_parser import (
     Not,
     Or,
     Sequence,
-    parse_expression,
-    parse_query,
 )
+from auditimds.rules.eql.parser import parse_expression, parse_query
 
-from .rules_testpaths import SEED, UPSTREAM
+from ..rules_testpaths import SEED, UPSTREAM
 
 if sys.version_info >= (3, 11):
     import tomllib

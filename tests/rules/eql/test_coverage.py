@@ -8,8 +8,11 @@ from typing import Any
 
 import pytest
 
-from auditimds.rules.eql_compile import compile_expr, compile_query, evaluate
-from auditimds.rules.eql_parser import EqlSyntaxError, parse_expression, parse_query
+from auditimds.rules.engine.factory import compile_query
+from auditimds.rules.eql.ast import EqlSyntaxError
+from auditimds.rules.eql.codegen import compile_expr
+from auditimds.rules.eql.interpreter import evaluate
+from auditimds.rules.eql.parser import parse_expression, parse_query
 
 
 class Ev(dict):

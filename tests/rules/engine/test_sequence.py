@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from auditimds.rules.eql_compile import compile_query
-from auditimds.rules.sequence import LATE_GRACE_NS
+from auditimds.rules.engine.factory import compile_query
+from auditimds.rules.engine.first_stage import LATE_GRACE_NS
 
 S = 1_000_000_000
 

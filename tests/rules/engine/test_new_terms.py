@@ -11,10 +11,10 @@ import pytest
 from auditimds.agent.statedir import NEW_TERMS_FILE
 from auditimds.config import Config
 from auditimds.daemon import Daemon
-from auditimds.rules.eql_compile import compile_query
-from auditimds.rules.eql_parser import parse_query
+from auditimds.rules.engine.factory import compile_query
+from auditimds.rules.engine.new_terms import NewTermsMatcher, parse_history_window
+from auditimds.rules.eql.parser import parse_query
 from auditimds.rules.loader import RuleLoadError, load_rule, load_rules
-from auditimds.rules.new_terms import NewTermsMatcher, parse_history_window
 from tests.rules.test_hardened_pack import HARDENED, NEW_TERMS, LogBuilder
 
 MS = 1_000_000
@@ -252,7 +252,7 @@ def test_a_corrupt_history_file_does_not_stop_the_agent(tmp_path, caplog):
 
 
 def test_long_values_are_kept_as_digests():
-    from auditimds.rules.new_terms import _compact
+    from auditimds.rules.engine.new_terms import _compact
 
     long_path = "/tmp/" + "a" * 4000
     assert _compact(long_path).startswith("sha256:") and len(_compact(long_path)) == 71

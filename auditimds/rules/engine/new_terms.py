@@ -31,7 +31,7 @@ import re
 from collections import OrderedDict
 from typing import Any, Dict, List, Mapping, Sequence, Tuple
 
-from .sequence import CompiledQuery, EventMatcher
+from .query import CompiledQuery, EventMatcher, Matches
 
 __all__ = ["NewTermsMatcher", "parse_history_window", "HistoryWindowError", "STATE_VERSION"]
 
@@ -88,6 +88,8 @@ def _compact(v: Any) -> Any:
 class NewTermsMatcher(CompiledQuery):
     """Wraps the rule's event query; ``process`` returns ``[[ev]]`` when ``ev`` carries a new term."""
 
+    keeps_state = True  # the history, saved by the agent across restarts
+
     def __init__(self, inner: EventMatcher, fields: Sequence[str], window_ms: int,
                  max_terms: int = DEFAULT_MAX_TERMS) -> None:
         if not fields:
@@ -126,7 +128,7 @@ class NewTermsMatcher(CompiledQuery):
             per_field.append([_compact(v) for v in vals])
         return list(itertools.islice(itertools.product(*per_field), MAX_COMBINATIONS))
 
-    def process(self, ev: Mapping[str, Any], ts_ns: int, seq: int) -> List[List[Mapping[str, Any]]]:
+    def process(self, ev: Mapping[str, Any], ts_ns: int, seq: int) -> Matches:
         if not self.inner.process(ev, ts_ns, seq):
             return []
         terms = self.terms(ev)

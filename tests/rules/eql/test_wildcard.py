@@ -8,8 +8,7 @@ from functools import cache
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from auditimds.rules.eql_compile import wildcard_matcher
-from auditimds.rules.wildcard import Glob, GlobSet
+from auditimds.rules.eql.wildcard import Glob, GlobSet, wildcard_matcher
 
 
 def reference(pattern: str, s: str) -> bool:

@@ -10,7 +10,7 @@ from typing import Any, List
 
 import pytest
 
-from auditimds.rules.eql_compile import compile_query
+from auditimds.rules.engine.factory import compile_query
 
 MS = 1_000_000
 CATS = {"A": "process", "B": "network", "C": "process", "D": "network", "U": "process"}

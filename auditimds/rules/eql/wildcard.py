@@ -9,6 +9,7 @@ taking the leftmost occurrence never prevents a later segment from matching).  S
 `str.startswith`/`find`/`endswith`; a segment with `?` uses a regex of fixed length (no `.*`), whose search
 cannot backtrack more than the segment's length at each position.
 
+`PatternSet` is what an EQL pattern list compiles to: exact strings in a set, the rest in one `GlobSet`.
 `GlobSet(patterns)` groups the common shapes: `lit*` (one `startswith` with a tuple), `*lit` (`endswith`),
 `*lit*` (substring), and general patterns.  Calling it returns True or None (the interface of a regex
 `fullmatch`, so compiled rule code can use either).
@@ -22,7 +23,7 @@ characters; every other pattern, and every longer string, uses the linear matche
 from __future__ import annotations
 
 import re
-from typing import Callable, Iterable, List, Optional, Tuple
+from typing import Callable, Iterable, List, Optional, Tuple, Union
 
 
 class _Segment:
@@ -207,5 +208,35 @@ class GlobSet:
         return None
 
 
-def glob_matcher(patterns: Iterable[str]) -> Callable[[str], Optional[bool]]:
-    return GlobSet(patterns)
+def _has_wildcard(p: str) -> bool:
+    return "*" in p or "?" in p
+
+
+class PatternSet:
+    """A list of wildcard patterns (``:``, ``like``, ``like~``, ``wildcard()``): a set of the exact strings and
+    one linear-time `GlobSet` for the rest (`insensitive`: both lower-cased, and so the text)."""
+
+    __slots__ = ("exact", "fullmatch", "insensitive")
+
+    def __init__(self, patterns: Iterable[str], insensitive: bool) -> None:
+        pats = [p.lower() if insensitive else p for p in patterns]
+        self.insensitive = insensitive
+        self.exact = frozenset(p for p in pats if not _has_wildcard(p))
+        # never a backtracking regex: the text is attacker-controlled and can be megabytes long
+        wild = sorted({p for p in pats if _has_wildcard(p)})
+        self.fullmatch: Optional[GlobSet] = GlobSet(wild) if wild else None
+
+    def match_str(self, s: str) -> bool:
+        if self.insensitive:
+            s = s.lower()
+        if s in self.exact:
+            return True
+        fm = self.fullmatch
+        return fm is not None and fm(s) is not None
+
+
+def wildcard_matcher(patterns: Union[str, Iterable[str]], insensitive: bool = True) -> Callable[[str], bool]:
+    """Return ``f(s) -> bool`` implementing ``s : patterns`` (or ``like`` when ``insensitive`` is False)."""
+    if isinstance(patterns, str):
+        patterns = [patterns]
+    return PatternSet(patterns, insensitive).match_str

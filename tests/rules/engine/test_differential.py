@@ -18,7 +18,7 @@ import pytest
 
 eql = pytest.importorskip("eql")
 
-from auditimds.rules.eql_compile import compile_query  # noqa: E402
+from auditimds.rules.engine.factory import compile_query  # noqa: E402
 
 S = 1_000_000_000
 

@@ -5,8 +5,9 @@ from __future__ import annotations
 
 import pytest
 
-from auditimds.rules.eql_compile import compile_expr, evaluate
-from auditimds.rules.eql_parser import parse_expression
+from auditimds.rules.eql.codegen import compile_expr
+from auditimds.rules.eql.interpreter import evaluate
+from auditimds.rules.eql.parser import parse_expression
 
 
 class Ev(dict):
