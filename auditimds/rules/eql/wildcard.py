@@ -139,25 +139,8 @@ class GlobSet:
     __slots__ = ("prefixes", "suffixes", "contains", "general", "_fm", "_se", "_rest")
 
     def __init__(self, patterns: Iterable[str]) -> None:
-        prefixes: List[str] = []
-        suffixes: List[str] = []
-        contains: List[str] = []
-        general: List[Glob] = []
-        for p in dict.fromkeys(patterns):  # dedupe, keep order
-            kind, lit = _shape(p)
-            if kind == "prefix":
-                prefixes.append(lit)
-            elif kind == "suffix":
-                suffixes.append(lit)
-            elif kind == "contains":
-                contains.append(lit)
-            else:
-                general.append(Glob(p))
-        self.prefixes = tuple(prefixes)
-        self.suffixes = tuple(suffixes)
-        self.contains = tuple(contains)
-        self.general = tuple(general)
-        unique = list(dict.fromkeys(patterns))
+        unique = list(dict.fromkeys(patterns))  # dedupe, keep order
+        self._init_linear(unique)
         self._fm, self._se = _short_regexes(unique)
         # patterns the regexes do not cover (more than one '.*'): always matched by the linear matcher
         unsafe = [p for p in unique if not _regex_safe(_to_regex(p.strip("*") if p.startswith("*") else p))]
