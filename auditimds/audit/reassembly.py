@@ -170,13 +170,14 @@ class Reassembler:
                     self._expire_log_time(key)
             if len(self._inflight) > self.max_in_flight:
                 self._evict_oldest()
+        # most frequent first: every event has SYSCALL and PROCTITLE, execs add CWD and EXECVE
+        if rtype == b"PROCTITLE":  # the event's last record: complete it, nothing of the record is kept
+            self._complete(key, ev, COMPLETE_PROCTITLE)
+            return
         ev.last_wall = now
         ev.seen_sec = self._newest_sec
         raw = (line, body)
-        # most frequent first: every event has SYSCALL and PROCTITLE, execs add CWD and EXECVE
-        if rtype == b"PROCTITLE":
-            self._complete(key, ev, COMPLETE_PROCTITLE)
-        elif rtype == b"SYSCALL":
+        if rtype == b"SYSCALL":
             ev.syscall = raw
         elif rtype == b"CWD":
             ev.cwd = raw
