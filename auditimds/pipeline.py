@@ -142,7 +142,7 @@ class Pipeline:
         ev = self.normalizer.normalize(aev)
         # Rules may hold events for a while (sequence windows): keep only the raw records that deferred
         # fields still read (SYSCALL for the output fields, EXECVE for argv); the others are already parsed.
-        aev.cwd = aev.sockaddr = None
+        aev.cwd_record = aev.sockaddr_record = None
         if ev is None:
             return
         ev.seq = seq

@@ -1,4 +1,4 @@
-"""The one way from audit/ into ecs/: a reassembled `AuditEvent` in, a typed `Syscall` out.
+"""The one way from audit/ into ecs/: a reassembled `AuditEvent` in, the same event typed (`Syscall`) out.
 
 `parse(ev)` reads the event's SYSCALL record and, only where the syscall needs them, its other records:
 
@@ -61,38 +61,9 @@ _NAMES_BY_ARCH: Dict[int, Dict[bytes, str]] = {
 _CWD_UNKNOWN = ("<too_long>", "<no_memory>")
 
 
-class Syscall:
-    """One audit event as the ECS builder needs it, built once per event by `parse`.
-
-    A slotted object rather than a NamedTuple: the builder reads a dozen of its fields per event, and slot
-    reads are the cheapest attribute reads CPython has (a NamedTuple's go through a descriptor call).
-    """
-
-    __slots__ = ("record", "node", "ts_ms", "serial", "arch", "name", "success", "exit", "pid", "ppid", "uid",
-                 "ses", "exe", "tty", "cwd", "sockaddr", "execve", "execve_cut", "execve_bytes")
-
-    record: Raw  # the SYSCALL record (line, body offset): `details` reads the rest from it
-    node: bytes  # node= of an aggregated log, b"" otherwise
-    ts_ms: int
-    serial: int
-    arch: Optional[int]  # AUDIT_ARCH_* (e.g. 0xC000003E)
-    name: Optional[str]  # the detector's name of the syscall (socketcall resolved), None for any other
-    success: bool
-    exit: Optional[int]
-    pid: int
-    ppid: int
-    uid: Optional[int]
-    ses: Optional[int]
-    exe: Optional[str]
-    tty: Optional[str]  # read for successful execs only (the process table keeps it), else None
-    cwd: Optional[str]  # idem; None when absent or unknown to the kernel (<too_long>, <no_memory>)
-    sockaddr: Optional[SockAddr]  # for connect/accept/accept4 with a SOCKADDR record whose address decodes
-    execve: Sequence[Raw]  # the EXECVE records, raw (argv is rebuilt on first read)
-    execve_cut: bool  # EXECVE data beyond the reassembler's budget was dropped
-    execve_bytes: int
-
-    def __repr__(self) -> str:
-        return "Syscall(" + ", ".join(f"{k}={getattr(self, k)!r}" for k in self.__slots__ if k != "record") + ")"
+# The typed event ECS is built from: the reassembled event itself, its parsed slots filled in by `parse`
+# (see AuditEvent for the fields).
+Syscall = AuditEvent
 
 
 class Details(NamedTuple):
@@ -112,7 +83,6 @@ class Details(NamedTuple):
 
 
 _new = tuple.__new__  # builds a NamedTuple without its Python-level __new__
-_alloc = object.__new__  # builds a Syscall without an __init__ call; parse sets every slot
 
 
 def _int(v: Optional[bytes], base: int = 10) -> Optional[int]:
@@ -171,7 +141,7 @@ def _value_of(line: bytes, off: int, name: bytes) -> Optional[bytes]:
 
 def parse(ev: AuditEvent) -> Optional[Syscall]:
     """The event's `Syscall`; None when it has no SYSCALL record or one without pid/ppid."""
-    raw = ev.syscall
+    raw = ev.record
     if raw is None:
         return None
     line, off = raw
@@ -213,7 +183,7 @@ def parse(ev: AuditEvent) -> Optional[Syscall]:
         if success:
             if tty_b is not None:
                 tty = tty_b.decode("ascii", "replace")
-            c = ev.cwd
+            c = ev.cwd_record
             if c is not None:
                 cline, coff = c
                 # the usual record, ` cwd="/path"` and nothing after it: decode_path(_value_of(...)) inlined
@@ -230,8 +200,8 @@ def parse(ev: AuditEvent) -> Optional[Syscall]:
                     cwd = decode_path(_value_of(cline, coff, b"cwd="))
                 if cwd in _CWD_UNKNOWN:
                     cwd = None
-    elif name in _NETWORK and ev.sockaddr is not None:
-        sline, soff = ev.sockaddr
+    elif name in _NETWORK and ev.sockaddr_record is not None:
+        sline, soff = ev.sockaddr_record
         sraw = decode(_value_of(sline, soff, b"saddr="))
         if sraw:
             sa = decode_sockaddr(sraw, is_little_endian(arch))
@@ -241,27 +211,19 @@ def parse(ev: AuditEvent) -> Optional[Syscall]:
         exe = exe_b[1:-1].decode("utf-8", "backslashreplace")  # == decode_path's ascii-then-utf-8
     else:
         exe = decode_path(exe_b)
-    s = _alloc(Syscall)
-    s.record = raw
-    s.node = ev.node
-    s.ts_ms = ev.sec * 1000 + ev.msec
-    s.serial = ev.serial
-    s.arch = arch
-    s.name = name
-    s.success = success
-    s.exit = exit_code
-    s.pid = pid
-    s.ppid = ppid
-    s.uid = uid
-    s.ses = ses
-    s.exe = exe
-    s.tty = tty
-    s.cwd = cwd
-    s.sockaddr = sa
-    s.execve = ev.execve
-    s.execve_cut = ev.execve_cut
-    s.execve_bytes = ev.execve_bytes
-    return s
+    ev.arch = arch
+    ev.name = name
+    ev.success = success
+    ev.exit = exit_code
+    ev.pid = pid
+    ev.ppid = ppid
+    ev.uid = uid
+    ev.ses = ses
+    ev.exe = exe
+    ev.tty = tty
+    ev.cwd = cwd
+    ev.sockaddr = sa
+    return ev
 
 
 def details(record: Raw) -> Details:

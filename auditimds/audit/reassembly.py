@@ -23,6 +23,7 @@ from collections import OrderedDict
 from typing import Callable, Dict, Iterable, List, Optional, Tuple
 
 from .records import RELEVANT_TYPES, parse_event_id, split_header
+from .sockaddr import SockAddr
 
 Raw = Tuple[bytes, int]  # (line, offset of the body)
 
@@ -34,34 +35,64 @@ COMPLETE_FLUSH = "flush"
 
 
 class AuditEvent:
-    """The records of one audit event that the detector reads (raw, parsed lazily by the normalizer)."""
+    """One audit event: the records the detector reads, raw, then (after `events.parse`) its typed fields.
+
+    The reassembler fills the first group of slots.  `events.parse(ev)` fills the second in place and
+    returns the same object as a `Syscall`: one object per event whichever stage reads it (a second object
+    per event cost ~1 % of a scan in allocation and copies).  Until then the parsed slots are unset.
+    """
 
     __slots__ = (
-        "node", "sec", "msec", "serial", "syscall", "execve", "cwd", "sockaddr", "last_wall", "seen_sec",
-        "completed_by", "execve_bytes", "execve_cut",
+        # set by the reassembler
+        "node", "ts_ms", "serial", "record", "execve", "cwd_record", "sockaddr_record", "last_wall",
+        "seen_sec", "completed_by", "execve_bytes", "execve_cut",
+        # set by events.parse
+        "arch", "name", "success", "exit", "pid", "ppid", "uid", "ses", "exe", "tty", "cwd", "sockaddr",
     )
+
+    node: bytes  # node= of an aggregated log, b"" otherwise
+    ts_ms: int
+    serial: int
+    record: Optional[Raw]  # the SYSCALL record (line, body offset)
+    execve: List[Raw]  # the EXECVE records, raw (argv is rebuilt on first read)
+    cwd_record: Optional[Raw]
+    sockaddr_record: Optional[Raw]
+    last_wall: float
+    seen_sec: int  # newest log second when this event last received a record
+    completed_by: str
+    execve_bytes: int
+    execve_cut: bool  # EXECVE data beyond MAX_EXECVE_BYTES was dropped
+    # parsed (see events.py)
+    arch: Optional[int]  # AUDIT_ARCH_* (e.g. 0xC000003E)
+    name: Optional[str]  # the detector's name of the syscall (socketcall resolved), None for any other
+    success: bool
+    exit: Optional[int]
+    pid: int
+    ppid: int
+    uid: Optional[int]
+    ses: Optional[int]
+    exe: Optional[str]
+    tty: Optional[str]  # read for successful execs only (the process table keeps it), else None
+    cwd: Optional[str]  # idem; None when absent or unknown to the kernel (<too_long>, <no_memory>)
+    sockaddr: Optional[SockAddr]  # for connect/accept/accept4 with a SOCKADDR record whose address decodes
 
     def __init__(self, node: bytes, sec: int, msec: int, serial: int) -> None:
         self.node = node
-        self.sec = sec
-        self.msec = msec
+        self.ts_ms = sec * 1000 + msec
         self.serial = serial
-        self.syscall: Optional[Raw] = None
-        self.execve: List[Raw] = []
-        self.cwd: Optional[Raw] = None
-        self.sockaddr: Optional[Raw] = None
+        self.record = None
+        self.execve = []
+        self.cwd_record = None
+        self.sockaddr_record = None
         self.last_wall = 0.0
-        self.seen_sec = sec  # newest log second when this event last received a record
+        self.seen_sec = sec
         self.completed_by = ""
         self.execve_bytes = 0
-        self.execve_cut = False  # EXECVE data beyond MAX_EXECVE_BYTES was dropped
-
-    @property
-    def ts_ms(self) -> int:
-        return self.sec * 1000 + self.msec
+        self.execve_cut = False
 
     def __repr__(self) -> str:
-        return f"AuditEvent({self.node!r}, {self.sec}.{self.msec:03d}:{self.serial}, by={self.completed_by})"
+        sec, msec = divmod(self.ts_ms, 1000)
+        return f"AuditEvent({self.node!r}, {sec}.{msec:03d}:{self.serial}, by={self.completed_by})"
 
 
 # EXECVE bytes kept per event: argv is attacker-controlled (up to ~2 MB per exec, hex-encoded twice that);
@@ -178,9 +209,9 @@ class Reassembler:
         ev.seen_sec = self._newest_sec
         raw = (line, body)
         if rtype == b"SYSCALL":
-            ev.syscall = raw
+            ev.record = raw
         elif rtype == b"CWD":
-            ev.cwd = raw
+            ev.cwd_record = raw
         elif rtype == b"EXECVE":
             size = len(line) - body
             if ev.execve_bytes + size <= MAX_EXECVE_BYTES or not ev.execve:
@@ -193,7 +224,7 @@ class Reassembler:
                 ev.execve_cut = True
                 self.stats.execve_dropped += 1
         elif rtype == b"SOCKADDR":
-            ev.sockaddr = raw
+            ev.sockaddr_record = raw
         elif rtype == b"EOE":
             self._complete(key, ev, COMPLETE_EOE)
 

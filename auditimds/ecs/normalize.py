@@ -134,7 +134,9 @@ class Normalizer:
                 d["process.entry_leader.name"] = lead.name
             if p.leader_type:
                 d["process.entry_leader.entry_meta.type"] = p.leader_type
-        filler = partial(_fill_output, s.record, s.serial, s.name, host_name, p)
+        record = s.record
+        assert record is not None  # parse() returned the event: it has its SYSCALL record
+        filler = partial(_fill_output, record, s.serial, s.name, host_name, p)
         return EcsEvent(d, s.ts_ms, 0, args, parent_args, filler, OUTPUT_KEYS, p, parent)
 
     # -- exec -------------------------------------------------------------------------------------------

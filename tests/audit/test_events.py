@@ -102,7 +102,7 @@ type=PROCTITLE msg=audit(1700000000.001:5): proctitle=7368
 
 def test_no_syscall_or_no_pid_is_none():
     (ev,) = events_of(EXEC[1:])
-    assert ev.syscall is None and ae.parse(ev) is None
+    assert ev.record is None and ae.parse(ev) is None
     bad = lines_of("""
 type=SYSCALL msg=audit(1700000000.001:6): arch=c000003e syscall=59 success=yes
 type=PROCTITLE msg=audit(1700000000.001:6): proctitle=7368
@@ -149,9 +149,9 @@ garbage = st.one_of(
 def test_garbage_never_raises(values, cwd, saddr, tail):
     body = b" ".join(k.encode() + b"=" + v for k, v in values.items())
     ev = AuditEvent(b"", 1700000000, 1, 7)
-    ev.syscall = (b"type=SYSCALL msg=audit(1700000000.001:7): " + body + tail, 42)
-    ev.cwd = (b"type=CWD msg=audit(1700000000.001:7): cwd=" + cwd, 38)
-    ev.sockaddr = (b"type=SOCKADDR msg=audit(1700000000.001:7): saddr=" + saddr, 43)
+    ev.record = (b"type=SYSCALL msg=audit(1700000000.001:7): " + body + tail, 42)
+    ev.cwd_record = (b"type=CWD msg=audit(1700000000.001:7): cwd=" + cwd, 38)
+    ev.sockaddr_record = (b"type=SOCKADDR msg=audit(1700000000.001:7): saddr=" + saddr, 43)
     s = ae.parse(ev)
     if s is not None:
         ae.details(s.record)
@@ -179,7 +179,7 @@ def test_known_fields_round_trip(arch, num, success, exit_code, ppid, pid, uid, 
     line = _syscall_line(arch, num, success, exit_code, ppid, pid, uid, ses, exe.hex().upper().encode(),
                          key.encode() if key is not None else None)
     ev = AuditEvent(b"", 1700000000, 1, 9)
-    ev.syscall = (line, line.find(b"): ") + 2)
+    ev.record = (line, line.find(b"): ") + 2)
     s = ae.parse(ev)
     assert s is not None
     assert (s.arch, s.success, s.exit, s.ppid, s.pid, s.uid, s.ses) == (

@@ -29,7 +29,7 @@ def test_interleaved_events_complete_on_their_own_proctitle():
     assert (records, malformed) == (8, 0)  # PATH is not a record the detector reads
     assert [e.serial for e in out] == [343, 344, 342]
     e342 = out[2]
-    assert e342.syscall is not None and e342.cwd is not None and e342.completed_by == "proctitle"
+    assert e342.record is not None and e342.cwd_record is not None and e342.completed_by == "proctitle"
     assert len(r) == 0
 
 
@@ -42,7 +42,7 @@ type=EOE msg=audit(10.000:7):
 type=EOE msg=audit(10.000:7):
 type=EOE msg=audit(10.000:8):
 """), 0.0)
-    assert len(out) == 1 and out[0].completed_by == "eoe" and out[0].cwd is not None
+    assert len(out) == 1 and out[0].completed_by == "eoe" and out[0].cwd_record is not None
     assert r.stats.late_records == 1  # the second EOE of 7
     assert len(r) == 0  # a stray EOE opens nothing
 
@@ -54,7 +54,7 @@ type=SYSCALL msg=audit(10.000:7): arch=c000003e syscall=59 success=yes exit=0 pp
 type=PROCTITLE msg=audit(10.000:7): proctitle="x"
 type=CWD msg=audit(10.000:7): cwd="/late"
 """), 0.0)
-    assert len(out) == 1 and out[0].cwd is None
+    assert len(out) == 1 and out[0].cwd_record is None
     assert r.stats.late_records == 1
 
 
@@ -68,7 +68,7 @@ type=SYSCALL msg=audit(101.000:2): arch=c000003e syscall=42 success=yes exit=0 p
     assert out == []  # 1 s later: still open
     r.feed(lines_of("type=SYSCALL msg=audit(102.000:3): arch=c000003e syscall=42 ppid=1 pid=9"), 0.0)
     assert [e.serial for e in out] == [1]
-    assert out[0].completed_by == "timeout" and out[0].sockaddr is not None
+    assert out[0].completed_by == "timeout" and out[0].sockaddr_record is not None
     assert r.stats.timed_out == 1
 
 
@@ -83,7 +83,7 @@ type=SOCKADDR msg=audit(100.000:40): saddr=02000050A9FEA9FE0000000000000000
 type=PROCTITLE msg=audit(100.000:40): proctitle="x"
 """), 0.0)
     assert [(e.serial, e.completed_by) for e in out] == [(50, "proctitle"), (40, "proctitle")]
-    assert out[1].sockaddr is not None
+    assert out[1].sockaddr_record is not None
 
 
 def test_wall_clock_timeout_uses_the_now_passed_in():
