@@ -199,9 +199,25 @@ def cmd_rules_check(args: argparse.Namespace, out: TextIO) -> int:
 # -- argument parsing ---------------------------------------------------------------------------------------
 
 
+class _VersionAction(argparse.Action):
+    """`--version`: the version and which core this process runs (compiled, or pure-Python and why)."""
+
+    def __init__(self, option_strings: Sequence[str], dest: str = argparse.SUPPRESS,
+                 default: str = argparse.SUPPRESS, help: str = "show the version and the core in use, then exit",
+                 ) -> None:
+        super().__init__(option_strings, dest=dest, default=default, nargs=0, help=help)
+
+    def __call__(self, parser: argparse.ArgumentParser, *_: Any) -> None:  # (namespace, values, option_string)
+        from .core import core_info
+
+        name, why = core_info()
+        print(f"auditimds {__version__} ({name} core{': ' + why if why else ''})")
+        parser.exit()
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = _Parser(prog="auditimds", description="Detect instance-metadata (IMDS) credential theft in auditd logs.")
-    p.add_argument("--version", action="version", version=f"auditimds {__version__}")
+    p.add_argument("--version", action=_VersionAction)
     p.add_argument("-v", "--verbose", action="store_true", help="more detail on stderr")
     sub = p.add_subparsers(dest="command", parser_class=_Parser)
 

@@ -261,7 +261,7 @@ def sniff_node_prefixes(handles: Handles) -> Tuple[bool, Handles]:
 def run_files(args: argparse.Namespace, handles: Handles, on_alert: Any, on_event: Any,
                rules: List[Rule]) -> Dict[str, Any]:
     from .pipeline import Pipeline
-    from .source.reader import LogOpenError, file_size, raw_position, read_batches
+    from .source.reader import LogOpenError, file_size, raw_position, read_chunks
 
     host_id, host_name = host_identity(args)
     pipe = Pipeline(rules, host_id, host_name, on_alert=on_alert, on_event=on_event,
@@ -272,8 +272,8 @@ def run_files(args: argparse.Namespace, handles: Handles, on_alert: Any, on_even
         for name, f in handles:
             progress = Progress(sys.stderr, file_size(f), os.path.basename(name))
             try:
-                for batch in read_batches(f):
-                    pipe.feed(batch, now)
+                for chunk in read_chunks(f):
+                    pipe.feed(chunk, now)
                     progress.update(raw_position(f), pipe.counters.alerts)
             except LogOpenError as e:
                 raise UsageError(f"{name}: {e}") from None

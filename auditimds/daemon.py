@@ -70,7 +70,7 @@ class Daemon:
         self.interrupted: Callable[[], bool] = lambda: False
         self.pipeline = Pipeline(
             rules, host_id, host_name, on_alert=self._on_alert, reorder_ms=200, wall_timeout=REASSEMBLY_TIMEOUT_S,
-            resolver=resolver, ignore_pid=self._ignore_pid, exceptions=ExceptionFilter(cfg.exceptions),
+            resolver=resolver, self_pid=self.self_pid, exceptions=ExceptionFilter(cfg.exceptions),
         )
         self.periodic = Periodic(self.counters, self._lag_bytes, lambda: self.pipeline.newest_ts_ms, log)
 
@@ -148,9 +148,6 @@ class Daemon:
         return format_stopped_line(self.counters())
 
     # -- work -------------------------------------------------------------------------------------------
-
-    def _ignore_pid(self, pid: int, ppid: int) -> bool:
-        return pid == self.self_pid or ppid == self.self_pid
 
     def _on_alert(self, alert: Dict[str, Any]) -> None:
         self.outputs.on_alert(alert, self.pipeline.newest_ts_ms)

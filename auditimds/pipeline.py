@@ -1,32 +1,32 @@
-"""Wire the stages: lines -> records -> audit events -> (time order) -> ECS events -> rules -> alerts.
+"""Wire the stages: lines -> (the core: records, audit events, time order, ECS events) -> rules -> alerts.
 
-The per-line loop is here because it is the hot path: one `find` for the record header, one set lookup for
-the type, and nothing else for the ~2/3 of lines (PATH, BPRM_FCAPS, user records...) the rules cannot use.
+The per-line hot path is the core (core.py: compiled, or the Python reference); the pipeline gets each ECS
+event from it and hands it to the rules that can use it (one dict lookup by category).
 """
 
 from __future__ import annotations
 
 import logging
-from typing import Any, Callable, Dict, List, Optional, Sequence
+from typing import Any, Callable, Dict, List, Optional, Sequence, Union
 
 from .alerts.document import build_alert
 from .alerts.exceptions import ExceptionFilter
-from .audit.reassembly import AuditEvent, Reassembler, Reorder
 from .audit.records import parse_event_id, split_header
+from .core import make_core
 from .ecs.event import EcsEvent
-from .ecs.normalize import Normalizer
-from .ecs.process_table import ProcessTable, Resolver
+from .ecs.process_table import Resolver
 from .rules.loader import Rule
 
 log = logging.getLogger("auditimds")
 
+# the reassembler's counters, in the order `stats()` has always listed them
+REASSEMBLY_STATS = ("events", "evicted", "timed_out", "late_records", "bad_ids", "execve_dropped")
+
+
 class Counters:
-    __slots__ = ("lines", "malformed", "records", "alerts", "rule_errors", "excepted")
+    __slots__ = ("alerts", "rule_errors", "excepted")
 
     def __init__(self) -> None:
-        self.lines = 0
-        self.malformed = 0
-        self.records = 0
         self.alerts = 0
         self.rule_errors = 0
         self.excepted = 0
@@ -48,20 +48,20 @@ class Pipeline:
         log_timeout: int = 2,
         wall_timeout: float = 2.0,
         resolver: Optional[Resolver] = None,
-        ignore_pid: Optional[Callable[[int, int], bool]] = None,
+        self_pid: Optional[int] = None,
         exceptions: Optional[ExceptionFilter] = None,
+        pure: Optional[bool] = None,
     ) -> None:
+        """`self_pid`: the agent's own pid (its events and its children's are ignored); `pure`: the
+        reference core even when the compiled one is available (see core.py)."""
         self.rules = list(rules)
         self.on_alert = on_alert
         self.on_event = on_event
         self.counters = Counters()
         self.exceptions = exceptions
-        self.table = ProcessTable(host_id, resolver=resolver)
-        self.normalizer = Normalizer(host_id, host_name, self.table, ignore_pid=ignore_pid)
-        self.reorder = Reorder(self._ordered, reorder_ms)
-        self.reassembler = Reassembler(
-            self.reorder.push, max_in_flight=max_in_flight, log_timeout=log_timeout, wall_timeout=wall_timeout
-        )
+        self.core = make_core(self._event, host_id, host_name, resolver=resolver, self_pid=self_pid,
+                              reorder_ms=reorder_ms, max_in_flight=max_in_flight, log_timeout=log_timeout,
+                              wall_timeout=wall_timeout, pure=pure)
         self._warned: set = set()
         self._multi_node = False
         self.set_rules(rules)
@@ -91,7 +91,7 @@ class Pipeline:
     @property
     def newest_ts_ms(self) -> int:
         """Time of the newest event released to the rules (log time, ms); -1 before the first."""
-        return self.reorder.frontier
+        return int(self.core.frontier)
 
     @property
     def max_maxspan_ms(self) -> int:
@@ -102,7 +102,7 @@ class Pipeline:
     @property
     def pending(self) -> int:
         """Events still held by reassembly or ordering."""
-        return len(self.reassembler) + len(self.reorder)
+        return int(self.core.pending)
 
     # -- input ------------------------------------------------------------------------------------------
 
@@ -117,36 +117,27 @@ class Pipeline:
                     return ids[0] * 1000 + ids[1]
         return None
 
-    def feed(self, lines: List[bytes], now: float) -> None:
-        """Process a batch of complete lines (without newline characters)."""
-        records, malformed = self.reassembler.feed(lines, now)
-        c = self.counters
-        c.lines += len(lines)
-        c.malformed += malformed
-        c.records += records
+    def feed(self, lines: Union[bytes, memoryview, List[bytes]], now: float) -> None:
+        """Process a batch of complete lines: a list (without newline characters), or one buffer (bytes,
+        memoryview) of lines separated by b"\n" (the last without one)."""
+        self.core.feed(lines, now)
 
     def tick(self, now: float) -> None:
         """Wall-clock housekeeping for a live stream: complete events that stopped receiving records and
         release everything held for ordering."""
-        self.reassembler.expire(now)
-        self.reorder.release_all()
+        self.core.expire(now)
+        self.core.release_all()
 
     def finish(self) -> None:
         """End of input: complete and evaluate everything still held."""
-        self.reassembler.flush()
-        self.reorder.release_all()
+        self.core.flush()
+        self.core.release_all()
 
     # -- events -----------------------------------------------------------------------------------------
 
-    def _ordered(self, aev: AuditEvent, seq: int) -> None:
-        ev = self.normalizer.normalize(aev)
-        # Rules may hold events for a while (sequence windows): keep only the raw records that deferred
-        # fields still read (SYSCALL for the output fields, EXECVE for argv); the others are already parsed.
-        aev.cwd_record = aev.sockaddr_record = None
-        if ev is None:
-            return
-        ev.seq = seq
-        if not self._multi_node and len(self.normalizer.node_tables) > 1:
+    def _event(self, ev: EcsEvent) -> None:
+        """An ECS event from the core, in time order (its `seq` set): the rules that can use it."""
+        if not self._multi_node and self.core.node_tables > 1:
             self._multi_node = True  # an aggregated log: hosts' clocks differ, let sequences tolerate it
             self._apply_skew()
         if self.on_event is not None:
@@ -155,6 +146,7 @@ class Pipeline:
         targets = self._dispatch.get(cats[0] if cats else "", self._dispatch_other)
         if not targets:
             return
+        seq = ev.seq
         ts_ns = ev.ts_ms * 1_000_000
         for rule, process in targets:
             try:
@@ -178,17 +170,18 @@ class Pipeline:
 
     def stats(self) -> Dict[str, Any]:
         c = self.counters
+        k = self.core.counters()
         return {
-            "lines": c.lines,
-            "malformed_lines": c.malformed,
-            "records": c.records,
-            "events": self.reassembler.stats.events,
-            "exec_events": self.normalizer.stats.exec,
-            "network_events": self.normalizer.stats.network,
+            "lines": k["lines"],
+            "malformed_lines": k["malformed"],
+            "records": k["records"],
+            "events": k["events"],
+            "exec_events": k["exec"],
+            "network_events": k["network"],
             "alerts": c.alerts,
-            "reassembly": self.reassembler.stats.as_dict(),
-            "late_events": self.reorder.late,
+            "reassembly": {name: k[name] for name in REASSEMBLY_STATS},
+            "late_events": k["late_events"],
             "rule_errors": c.rule_errors,
             "alerts_silenced_by_exceptions": c.excepted,
-            "processes_tracked": len(self.table),
+            "processes_tracked": k["processes"],
         }

@@ -17,6 +17,11 @@ code run is always this checkout's, through PYTHONPATH); `--python PATH` picks
 another interpreter (one that can import auditimds' dependencies).  A development interpreter can start much
 slower (here pyenv's, whose site-packages run a .pth hook: +50 ms per start), which is not auditimds' time.
 
+Both cores are timed (core.py): the compiled one (`auditimds._core`, built in this checkout by
+`python3 setup.py build_ext --inplace`; the script says when it is missing) and the pure-Python reference
+(AUDITIMDS_PURE=1).  The checkout is byte-compiled first (`compileall`), as an installed package is: without it
+every run would compile the sources again (and PYTHONDONTWRITEBYTECODE, set in some shells, keeps it so).
+
 Floor rows: the same interpreter running only the first steps any Python design must take, each a complete
 process: start; read and split the lines; group the relevant records per event (the "bare loop"); and that
 plus reading the SYSCALL fields and keeping the process table, with no ECS events and no rules.  They show
@@ -163,7 +168,12 @@ def main() -> int:
     python = args.python or (system_venv(system_python) if Path(system_python).exists() else None) or sys.executable
     # always this checkout's code (PYTHONPATH comes before the venv's installed copy, which may be older)
     env = dict(os.environ, PYTHONPATH=str(REPO) + os.pathsep + os.environ.get("PYTHONPATH", ""))
+    env.pop("AUDITIMDS_PURE", None)
+    pure_env = dict(env, AUDITIMDS_PURE="1")
     ours = [python, "-m", "auditimds", "scan", "--host-id", "bench", "--host-name", "bench"]
+    subprocess.run([python, "-m", "compileall", "-q", str(REPO / "auditimds")], capture_output=True, env=env)
+    core = subprocess.run([python, "-m", "auditimds", "--version"], capture_output=True, text=True,
+                          env=env).stdout.strip()
 
     with tempfile.TemporaryDirectory(prefix="auditimds-bench-") as tmp:
         plain = Path(tmp) / "audit.log"
@@ -182,45 +192,60 @@ def main() -> int:
         results: Dict[str, object] = {"log": args.log, "lines": lines, "python": f"{python} ({version})",
                                       "cpus": os.cpu_count(), "date": time.strftime("%Y-%m-%d")}
         ours_runs: List[Dict[str, float]] = []
+        pure_runs: List[Dict[str, float]] = []
         peer_runs: List[Dict[str, float]] = []
         floor_runs: Dict[str, List[Dict[str, float]]] = {k: [] for k in FLOOR_STEPS}
         for _ in range(args.runs):  # alternate so that both see the same machine conditions
             r = run_once(ours + [str(plain)], env)
             ours_runs.append(r)
+            pure_runs.append(run_once(ours + [str(plain)], pure_env))
             if have_auparse:
                 peer_runs.append(run_once([system_python, "-c", AUPARSE_LOOP, str(plain)]))
             for name, code in FLOOR_STEPS.items():
                 floor_runs[name].append(run_once([python, "-c", code, str(plain)], env))
         results["floor"] = {k: summarise(v) for k, v in floor_runs.items()}
+        results["core"] = core
         results["auditimds_scan"] = summarise(ours_runs)
+        results["auditimds_scan_pure"] = summarise(pure_runs)
+        assert ours_runs[-1]["stdout"] == pure_runs[-1]["stdout"], "the two cores gave different alerts"
         results["auditimds_alerts"] = len(ours_runs[-1]["stdout"].splitlines())
         if have_auparse:
             results["auparse_loop"] = summarise(peer_runs)
             results["auparse_events"] = int(peer_runs[-1]["stdout"].strip() or 0)
             results["ratio_median"] = round(results["auditimds_scan"]["median_s"]
                                             / results["auparse_loop"]["median_s"], 2)
+            results["ratio_median_pure"] = round(results["auditimds_scan_pure"]["median_s"]
+                                                 / results["auparse_loop"]["median_s"], 2)
         else:
             results["auparse_loop"] = "python3-audit not installed (apt-get install python3-audit)"
         x4 = run_once(ours + [str(big)], env)
         results["auditimds_scan_x4"] = {"wall_s": round(x4["wall"], 3), "peak_rss_mb": round(x4["rss_mb"], 1),
                                         "lines": lines * 4}
+        x4 = run_once(ours + [str(big)], pure_env)
+        results["auditimds_scan_x4_pure"] = {"wall_s": round(x4["wall"], 3), "peak_rss_mb": round(x4["rss_mb"], 1),
+                                             "lines": lines * 4}
 
     print(f"log: {args.log} ({lines} lines), auditimds on {results['python']}, {results['cpus']} CPUs, "
-          f"{args.runs} runs each, alternating")
+          f"{args.runs} runs each, alternating; {core}")
     print(f"{'command':<40} {'median s':>9} {'min s':>7} {'peak RSS MB':>12}")
     s = results["auditimds_scan"]
     print(f"{'auditimds scan':<40} {s['median_s']:>9} {s['min_s']:>7} {s['peak_rss_mb']:>12}")
+    s = results["auditimds_scan_pure"]
+    print(f"{'auditimds scan, AUDITIMDS_PURE=1':<40} {s['median_s']:>9} {s['min_s']:>7} {s['peak_rss_mb']:>12}")
     if have_auparse:
         a = results["auparse_loop"]
         print(f"{'libauparse AuParser loop (python3-audit)':<40} {a['median_s']:>9} {a['min_s']:>7} "
               f"{a['peak_rss_mb']:>12}")
-        print(f"ratio auditimds / libauparse (median): {results['ratio_median']}")
+        print(f"ratio auditimds / libauparse (median): {results['ratio_median']} "
+              f"(pure-Python core: {results['ratio_median_pure']})")
     print(f"floor (interpreter: {results['python']}):")
     for name, f in results["floor"].items():  # type: ignore[union-attr]
         ratio = f" ({f['median_s'] / a['median_s']:.2f}x libauparse)" if have_auparse else ""
         print(f"  {name:<38} {f['median_s']:>9} {f['min_s']:>7} {f['peak_rss_mb']:>12}{ratio}")
     x = results["auditimds_scan_x4"]
     print(f"{'auditimds scan, log x4':<40} {x['wall_s']:>9} {'':>7} {x['peak_rss_mb']:>12}")
+    x = results["auditimds_scan_x4_pure"]
+    print(f"{'auditimds scan, log x4, pure-Python':<40} {x['wall_s']:>9} {'':>7} {x['peak_rss_mb']:>12}")
     print(f"alerts: {results['auditimds_alerts']}")
     if args.json:
         Path(args.json).parent.mkdir(parents=True, exist_ok=True)

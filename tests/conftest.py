@@ -31,3 +31,21 @@ def lines_of(text: str) -> List[bytes]:
 @pytest.fixture
 def seed_rule_path() -> Path:
     return REPO / "config" / "rules" / "unusual_instance_metadata_service_api_request.toml"
+
+
+# The suite runs twice in CI (README, "Test"): with the compiled core, then with AUDITIMDS_PURE=1.  Tests that
+# do not depend on the core in use (static checks, the .deb) or are about the compiled core itself (the
+# differential test, the fuzzer, the sanitized pass) are marked `once` and run in the first pass only; so are
+# the packaging tests (tests/packaging: the .deb and its unit, which carry the compiled core).
+def pytest_configure(config: pytest.Config) -> None:
+    config.addinivalue_line("markers", "once: run in the compiled-core pass only (skipped when AUDITIMDS_PURE=1)")
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: List[pytest.Item]) -> None:
+    if os.environ.get("AUDITIMDS_PURE", "") in ("", "0"):
+        return
+    skip = pytest.mark.skip(reason="AUDITIMDS_PURE=1: this test runs in the compiled-core pass")
+    packaging = REPO / "tests" / "packaging"
+    for item in items:
+        if item.get_closest_marker("once") or packaging in Path(str(item.fspath)).parents:
+            item.add_marker(skip)

@@ -10,7 +10,7 @@ from typing import Dict, Iterator, List, Set, Tuple
 
 PKG = Path(__file__).resolve().parents[1] / "auditimds"
 STAGES = ["source", "audit", "ecs", "rules", "alerts"]  # data flows left to right
-WIRING = {"pipeline", "agent", "daemon", "cli", "cli_support", "config", "ops", "metrics", "builtin_rules"}
+WIRING = {"pipeline", "core", "agent", "daemon", "cli", "cli_support", "config", "ops", "metrics", "builtin_rules"}
 
 
 def _imports(path: Path) -> Iterator[Tuple[int, str]]:
@@ -68,6 +68,12 @@ def test_no_stage_imports_a_later_stage_or_the_wiring() -> None:
             if there in WIRING or (there in STAGES and STAGES.index(there) > STAGES.index(here)):
                 bad.append(f"{path}:{line}: {here}/ imports {mod}")
     assert not bad, "imports against the flow:\n" + "\n".join(bad)
+
+
+def test_the_core_reaches_only_the_stages_it_replaces() -> None:
+    # core.py (the compiled core and its Python reference) is lines -> ECS events: audit/ and ecs/ only
+    tops: Set[str] = {_top(m) for _, m in _imports(PKG / "core.py")}
+    assert tops and tops <= {"audit", "ecs", "_core"}, tops
 
 
 def test_daemon_imports_nothing_from_audit_or_ops() -> None:

@@ -94,7 +94,7 @@ def test_one_megabyte_lines_through_the_pipeline():
     p = Pipeline([], "h", "h", on_event=events.append)
     p.feed(lines, 0.0)
     p.finish()
-    assert p.counters.malformed == 1
+    assert p.stats()["malformed_lines"] == 1
     (ev,) = events
     # a single record larger than the per-event EXECVE budget (64 KiB) is cut there and flagged
     assert ev["process.args"][1][:3] == "AAA" and len(ev["process.args"][1]) <= 64 * 1024
@@ -131,11 +131,11 @@ def test_huge_arguments_do_not_exhaust_memory():
     p.finish()
     _cur, peak = tracemalloc.get_traced_memory()
     tracemalloc.stop()
-    assert len(events) == 50 and p.reassembler.stats.execve_dropped > 0
+    assert len(events) == 50 and p.stats()["reassembly"]["execve_dropped"] > 0
     ev = events[-1]
     assert ev["auditimds.args_truncated"] is True
     assert 30_000 < len(ev["process.command_line"]) <= 70_000  # up to MAX_EXECVE_BYTES of hex
-    proc = p.table.get(149)
+    proc = p.core.process(149)
     assert proc.args.truncated and sum(len(a) for a in proc.args.get()) <= 4096
     # 50 MB of argv went through; what stays is a few KB per process (plus the lines of one batch)
     assert peak < 40 * 1024 * 1024, peak

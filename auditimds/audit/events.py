@@ -48,10 +48,13 @@ _ARCH_BY_NAME = {v.encode(): k for k, v in sc.ARCH_NAMES.items()}
 _ARCH_BY_NAME[b"x86-64"] = sc.ARCH_X86_64
 
 # The kernel writes SYSCALL fields in this order (audit_log_exit / audit_log_task_info); `per=` is optional.
+# The numbers converted are bounded (16 hex digits, 18 decimal digits: they fit 64 bits); a record beyond the
+# bounds takes the generic path, exactly like a record of another layout.  The compiled core
+# (auditimds/csrc/core.c, ic_parse_syscall) matches this pattern and takes the same decisions.
 SYSCALL_RE = re.compile(
-    rb" ?arch=([0-9a-fA-F]+) syscall=(\d+) (?:per=\w+ )?success=(\w+) exit=(-?\d+) a0=(\w+) a1=\w+ a2=\w+"
-    rb" a3=\w+ items=\d+ ppid=(\d+) pid=(\d+) auid=\d+ uid=(\d+) gid=\d+ euid=\d+ suid=\d+ fsuid=\d+"
-    rb" egid=\d+ sgid=\d+ fsgid=\d+ tty=(\S+) ses=(\d+) comm=\S+ exe=(\S+)"
+    rb" ?arch=([0-9a-fA-F]{1,16}) syscall=(\d+) (?:per=\w+ )?success=(\w+) exit=(-?\d{1,18}) a0=(\w+) a1=\w+"
+    rb" a2=\w+ a3=\w+ items=\d+ ppid=(\d{1,18}) pid=(\d{1,18}) auid=\d+ uid=(\d{1,18}) gid=\d+ euid=\d+"
+    rb" suid=\d+ fsuid=\d+ egid=\d+ sgid=\d+ fsgid=\d+ tty=(\S+) ses=(\d{1,18}) comm=\S+ exe=(\S+)"
 )
 
 _NETWORK = frozenset({sc.CONNECT, sc.ACCEPT, sc.ACCEPT4})
@@ -85,13 +88,18 @@ class Details(NamedTuple):
 _new = tuple.__new__  # builds a NamedTuple without its Python-level __new__
 
 
+_INT64 = 1 << 63
+
+
 def _int(v: Optional[bytes], base: int = 10) -> Optional[int]:
+    """A number field; None when absent, malformed or beyond 64 bits (signed), as the compiled core holds them."""
     if v is None:
         return None
     try:
-        return int(v, base)
+        x = int(v, base)
     except ValueError:
         return None
+    return x if -_INT64 <= x < _INT64 else None
 
 
 def _arch(v: Optional[bytes]) -> Optional[int]:
@@ -139,6 +147,29 @@ def _value_of(line: bytes, off: int, name: bytes) -> Optional[bytes]:
     return line[i:] if j < 0 else line[i:j]
 
 
+GenericSyscall = Tuple[Optional[int], Optional[str], bool, Optional[int], int, int, Optional[int], Optional[int],
+                       Optional[bytes], Optional[bytes]]
+
+
+def generic_syscall(line: bytes, off: int) -> Optional[GenericSyscall]:
+    """A SYSCALL record that SYSCALL_RE does not match, read as key=value pairs: (arch, name, success, exit,
+    pid, ppid, uid, ses, exe, tty), the last two raw; None without pid or ppid.  The compiled core asks this
+    function for every such record."""
+    f = parse_fields(kernel_part(line, off))
+    pid, ppid = _int(f.get(b"pid")), _int(f.get(b"ppid"))
+    if pid is None or ppid is None:
+        return None
+    arch = _arch(f.get(b"arch"))
+    return (arch, syscall_name(arch, f.get(b"syscall"), f.get(b"a0")), f.get(b"success") == b"yes",
+            _int(f.get(b"exit")), pid, ppid, _int(f.get(b"uid")), _int(f.get(b"ses")), f.get(b"exe"), f.get(b"tty"))
+
+
+def cwd_slow(line: bytes, off: int) -> Optional[str]:
+    """The working directory of a CWD record in any form (the compiled core's fallback)."""
+    cwd = decode_path(_value_of(line, off, b"cwd="))
+    return None if cwd in _CWD_UNKNOWN else cwd
+
+
 def parse(ev: AuditEvent) -> Optional[Syscall]:
     """The event's `Syscall`; None when it has no SYSCALL record or one without pid/ppid."""
     raw = ev.record
@@ -146,37 +177,28 @@ def parse(ev: AuditEvent) -> Optional[Syscall]:
         return None
     line, off = raw
     m = SYSCALL_RE.match(line, off)
-    try:
-        if m is None:
-            raise ValueError
+    if m is not None:
         a, num, succ, ex, a0, ppid_b, pid_b, uid_b, tty_b, ses_b, exe_b = m.groups()
-        arch: Optional[int] = int(a, 16)
+        arch16 = int(a, 16)
+        arch: Optional[int] = arch16
         success = succ == b"yes"
         exit_code: Optional[int] = int(ex)
         ppid, pid = int(ppid_b), int(pid_b)
         uid: Optional[int] = int(uid_b)
         ses: Optional[int] = int(ses_b)
-    except ValueError:  # another layout (or a number too long for int())
-        f = parse_fields(kernel_part(line, off))
-        p, pp = _int(f.get(b"pid")), _int(f.get(b"ppid"))
-        if p is None or pp is None:
+        # syscall_name(), inlined: one dict lookup for the usual numeric syscall=
+        names = _NAMES_BY_ARCH.get(arch16)
+        if names is not None and num in names:
+            name: Optional[str] = names[num]
+            if name == sc.SOCKETCALL:
+                name = sc.SOCKETCALL_CALLS.get(_int(a0, 16) or -1)
+        else:
+            name = syscall_name(arch, num, a0)
+    else:  # another layout, or numbers beyond the pattern's bounds
+        g = generic_syscall(line, off)
+        if g is None:
             return None
-        pid, ppid = p, pp
-        arch = _arch(f.get(b"arch"))
-        num, a0 = f.get(b"syscall"), f.get(b"a0")
-        success = f.get(b"success") == b"yes"
-        exit_code = _int(f.get(b"exit"))
-        uid = _int(f.get(b"uid"))
-        tty_b, exe_b = f.get(b"tty"), f.get(b"exe")
-        ses = _int(f.get(b"ses"))
-    # syscall_name(), inlined: one dict lookup for the usual numeric syscall=
-    names = _NAMES_BY_ARCH.get(arch if arch is not None else sc.ARCH_X86_64) if num is not None else None
-    if names is not None and num in names:
-        name: Optional[str] = names[num]
-        if name == sc.SOCKETCALL:
-            name = sc.SOCKETCALL_CALLS.get(_int(a0, 16) or -1)
-    else:
-        name = syscall_name(arch, num, a0)
+        arch, name, success, exit_code, pid, ppid, uid, ses, exe_b, tty_b = g
     tty = cwd = None
     sa = None
     if name == sc.EXECVE or name == sc.EXECVEAT:

@@ -20,7 +20,7 @@ or the event is written out (see event.py).
 from __future__ import annotations
 
 from functools import partial
-from typing import Any, Callable, Dict, Optional, Tuple
+from typing import Any, Dict, List, Optional, Tuple
 
 from ..audit import events as ae
 from ..audit.events import AuditEvent, Raw, Syscall
@@ -54,12 +54,13 @@ class NormalizeStats:
 
 class Normalizer:
     def __init__(self, host_id: str, host_name: str, table: Optional[ProcessTable] = None,
-                 ignore_pid: Optional[Callable[[int, int], bool]] = None) -> None:
+                 self_pid: Optional[int] = None) -> None:
+        """`self_pid`: events of this pid and of its children are ignored (the agent's own)."""
         self.host_id = host_id
         self.host_name = host_name
         self.table = table if table is not None else ProcessTable(host_id)
         self._node_tables: Dict[bytes, ProcessTable] = {}
-        self.ignore_pid = ignore_pid
+        self.self_pid = self_pid
         self.stats = NormalizeStats()
 
     @property
@@ -81,7 +82,8 @@ class Normalizer:
         if s is None:  # no SYSCALL record, or one without pid/ppid
             return None
         pid, ppid = s.pid, s.ppid
-        if self.ignore_pid is not None and self.ignore_pid(pid, ppid):
+        me = self.self_pid
+        if me is not None and (pid == me or ppid == me):
             return None
         name = s.name
         node = s.node
@@ -136,7 +138,7 @@ class Normalizer:
                 d["process.entry_leader.entry_meta.type"] = p.leader_type
         record = s.record
         assert record is not None  # parse() returned the event: it has its SYSCALL record
-        filler = partial(_fill_output, record, s.serial, s.name, host_name, p)
+        filler = partial(fill_output, record, s.serial, s.name, host_name, p)
         return EcsEvent(d, s.ts_ms, 0, args, parent_args, filler, OUTPUT_KEYS, p, parent)
 
     # -- exec -------------------------------------------------------------------------------------------
@@ -147,8 +149,7 @@ class Normalizer:
         args = LazyArgs(ae.rebuild_cut if s.execve_cut else ae.rebuild_argv, records) if records else None
         table_args = args
         if records and s.execve_bytes > TABLE_ARGV_BYTES:
-            # the process table keeps a process's argv for its later events and its children's: cap it
-            table_args = LazyArgs.of(ae.capped_argv(records, TABLE_ARGV_BYTES), truncated=True)
+            table_args = table_argv(records)
         ts_ms, ppid, cwd, node = s.ts_ms, s.ppid, s.cwd, s.node
         parent = table.parent(ppid, ts_ms)
         p = table.exec(s.pid, ppid, s.exe, table_args, cwd, ts_ms, s.uid, s.ses, s.tty, parent)
@@ -204,7 +205,13 @@ class Normalizer:
         return self._event(s, d, host_name, proc, parent, proc.args, proc.cwd is not None and proc.exec_seen)
 
 
-def _fill_output(record: Raw, serial: int, name: Optional[str], host_name: str, proc: Proc, d: EcsEvent) -> None:
+def table_argv(records: List[Raw]) -> LazyArgs:
+    """The argv the process table keeps of a large exec: a process's argv serves its later events and its
+    children's, so it is capped at TABLE_ARGV_BYTES."""
+    return LazyArgs.of(ae.capped_argv(records, TABLE_ARGV_BYTES), truncated=True)
+
+
+def fill_output(record: Raw, serial: int, name: Optional[str], host_name: str, proc: Proc, d: EcsEvent) -> None:
     f = ae.details(record)
     exit_code = f.exit
     d["event.kind"] = "event"

@@ -26,6 +26,14 @@ UNSET_SESSION = 4294967295
 CONTAINER_RUNTIMES = frozenset({"containerd-shim", "containerd-shim-runc-v2", "runc", "conmon", "crun"})
 
 
+def entity_id_of(host_id: str, pid: int, start_key: Optional[str], start_ms: int) -> str:
+    """A process's entity id: base64(blake2b(host id, pid, start)); the start is `start_key` (from /proc) when
+    known, else the time the process was first seen.  The compiled core's processes use it too."""
+    key = start_key if start_key is not None else str(start_ms)
+    h = hashlib.blake2b(f"{host_id}\x00{pid}\x00{key}".encode(), digest_size=15)
+    return base64.urlsafe_b64encode(h.digest()).decode("ascii")
+
+
 class Proc:
     __slots__ = (
         "pid", "ppid", "executable", "name", "args", "cwd", "start_ms", "start_key", "host_id", "_entity_id",
@@ -58,9 +66,7 @@ class Proc:
         """Hash of (host id, pid, start); computed on first use (most are never read)."""
         eid = self._entity_id
         if eid is None:
-            key = self.start_key if self.start_key is not None else str(self.start_ms)
-            h = hashlib.blake2b(f"{self.host_id}\x00{self.pid}\x00{key}".encode(), digest_size=15)
-            eid = self._entity_id = base64.urlsafe_b64encode(h.digest()).decode("ascii")
+            eid = self._entity_id = entity_id_of(self.host_id, self.pid, self.start_key, self.start_ms)
         return eid
 
     def __repr__(self) -> str:

@@ -28,6 +28,7 @@ from typing import Any, Callable, Dict, List, Optional, Sequence, TextIO, Tuple
 
 from ..alerts.notify_config import mask_secrets
 from ..config import DEFAULT_CONFIG_PATH, Config
+from ..core import core_info
 from .audit_rules import (
     RULES_D,
     RULES_SOURCES,
@@ -319,6 +320,16 @@ def check_notifications(cfg: Config, url_problem: Callable[[str], Optional[str]]
     return findings
 
 
+def check_core(info: Tuple[str, str]) -> List[Finding]:
+    """7. which core runs: the compiled one, or the pure-Python reference (slower, same detections)."""
+    name, why = info
+    if not why:
+        return [Finding(OK, "core", f"{name} (auditimds._core)")]
+    return [Finding(WARN, "core", f"{name}: {why}; detection is the same, at several times the CPU",
+                    "install a C compiler and the Python headers (apt-get install gcc python3-dev), then reinstall "
+                    "auditimds (pip install --force-reinstall --no-deps auditimds), or unset AUDITIMDS_PURE")]
+
+
 def run_checks(
     cfg: Config,
     *,
@@ -334,6 +345,7 @@ def run_checks(
     rules_sources: Sequence[Path] = RULES_SOURCES,
     url_problem: Callable[[str], Optional[str]] = apprise_url_problem,
     log_from_option: bool = False,
+    core: Callable[[], Tuple[str, str]] = core_info,
 ) -> List[Finding]:
     """All findings.  `log_from_option`: the log path was given with --log, not read from the configuration
     (so a fix changes that option, not the file)."""
@@ -365,6 +377,7 @@ def run_checks(
     findings.extend(check_log_access(cfg, user, who, conf, plugin, kernel_ok, auditd_conf, stat_fn, log_from_option))
     findings.extend(check_state_dir(cfg, user, stat_fn))
     findings.extend(check_notifications(cfg, url_problem))
+    findings.extend(check_core(core()))
     return findings
 
 

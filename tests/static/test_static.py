@@ -17,6 +17,8 @@ from typing import List
 
 import pytest
 
+pytestmark = pytest.mark.once
+
 REPO = Path(__file__).resolve().parents[2]
 HERE = Path(__file__).resolve().parent
 

@@ -14,6 +14,7 @@ _.oversized_lines  # FollowerStats counter, read by asdict()
 _.snapshot_retries  # FollowerStats counter, read by asdict()
 fingerprint_of  # source/tail.py: the one definition of a Position's fingerprint for code building one by hand (tests/source/test_tail.py)
 read_available  # source/tail.py LogFollower: the list form of iter_available() that the module docstring documents; tests read batches with it
+read_batches  # source/reader.py: the list form of read_chunks(), for readers that want lines (tests, bench/bench_rules.py)
 _.readinto  # source/reader.py: io.RawIOBase calls readinto() for every read() of the buffered stream
 _.on_any_event  # source/watch.py: watchdog calls FileSystemEventHandler.on_any_event for every inotify event
 
