@@ -294,6 +294,8 @@ def _run(cfg: Config, load_rules: Callable[[Config], List[Rule]], host: Callable
     if stdin_fd is None:
         d.interrupted = lambda: flags["stop"] or flags["reload"]
     d.start(stdin_fd)
+    if d.pipeline.core_note:  # said once per start: the pure-Python core costs several times the CPU
+        log.warning("%s", d.pipeline.core_note)
     if isinstance(d.source, StdinSource):
         waiter: Union[FileWait, StdinWait] = StdinWait(d.source, sigpipe)
         log.info("reading audit records from standard input (plugin mode), %d rule(s)", len(rules))

@@ -12,7 +12,7 @@ from typing import Any, Callable, Dict, List, Optional, Sequence, Union
 from .alerts.document import build_alert
 from .alerts.exceptions import ExceptionFilter
 from .audit.records import parse_event_id, split_header
-from .core import make_core
+from .core import PyCore, core_info, make_core
 from .ecs.event import EcsEvent
 from .ecs.process_table import Resolver
 from .rules.loader import Rule
@@ -65,6 +65,15 @@ class Pipeline:
         self._warned: set = set()
         self._multi_node = False
         self.set_rules(rules)
+
+    @property
+    def core_note(self) -> str:
+        """"" with the compiled core; otherwise why the pure-Python core runs, for the agent's log."""
+        if not isinstance(self.core, PyCore):
+            return ""
+        why = core_info()[1] or "asked for"
+        return (f"running the pure-Python core ({why}): detection is the same at several times the CPU; "
+                "`auditimds doctor` says how to get the compiled one")
 
     def set_rules(self, rules: Sequence[Rule]) -> None:
         """Replace the rule set (config reload).  Pending sequences of the old rules are dropped."""

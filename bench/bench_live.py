@@ -2,7 +2,10 @@
 """Benchmark `auditimds run`: alert latency, CPU and memory under exec load, idle CPU.
 
     python3 bench/bench_live.py [--latency-runs 200] [--load-rate 1000] [--load-seconds 20] [--load-runs 5]
-                                [--json out.json]
+                                [--core compiled|pure] [--json out.json]
+
+The agent runs the compiled core (auditimds._core, built in this checkout) or, with `--core pure`, the
+pure-Python one (AUDITIMDS_PURE=1); the core in use is printed first.
 
 1. Latency (no auditd needed): `auditimds run` follows a temporary log; the records of a real curl →
    169.254.169.254 scenario (tests/fixtures/host-a-dev_curl_creds.log, with fresh timestamps and serials)
@@ -81,8 +84,11 @@ def vm(pid: int, key: str) -> float:
     return 0.0
 
 
+AGENT_ENV = dict(os.environ, PYTHONPATH=str(REPO))  # set by main() for --core
+
+
 def start_agent(log: Path, tmp: Path) -> subprocess.Popen:
-    env = dict(os.environ, PYTHONPATH=str(REPO))
+    env = AGENT_ENV
     (tmp / "empty.toml").write_text("")
     err = open(tmp / "agent.err", "w")
     p = subprocess.Popen([sys.executable, "-m", "auditimds", "run", "--config", str(tmp / "empty.toml"), "--log",
@@ -250,9 +256,19 @@ def main() -> int:
     ap.add_argument("--load-rate", type=int, default=1000)
     ap.add_argument("--load-seconds", type=float, default=20.0)
     ap.add_argument("--load-runs", type=int, default=5)
+    ap.add_argument("--core", choices=["compiled", "pure"], default="compiled")
     ap.add_argument("--json")
     args = ap.parse_args()
-    res: Dict[str, object] = {"python": sys.version.split()[0], "cpus": os.cpu_count(),
+    AGENT_ENV.pop("AUDITIMDS_PURE", None)
+    if args.core == "pure":
+        AGENT_ENV["AUDITIMDS_PURE"] = "1"
+    core = subprocess.run([sys.executable, "-m", "auditimds", "--version"], capture_output=True, text=True,
+                          env=AGENT_ENV).stdout.strip()
+    if args.core == "compiled" and not core.endswith("(compiled core)"):
+        raise SystemExit(f"bench_live: the compiled core is not available ({core}): "
+                         "python3 setup.py build_ext --inplace")
+    print(core)
+    res: Dict[str, object] = {"python": sys.version.split()[0], "cpus": os.cpu_count(), "core": core,
                               "date": time.strftime("%Y-%m-%d")}
     res["latency"] = bench_latency(args.latency_runs)
     print(f"alert latency over {args.latency_runs} runs: {res['latency']}")

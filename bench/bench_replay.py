@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """How much the agent's CPU per exec depends on the machine sleeping between reads.
 
-    python3 bench/bench_replay.py [--execs 20000] [--rate 1000] [--cadence 0.1]
+    python3 bench/bench_replay.py [--execs 20000] [--rate 1000] [--cadence 0.1] [--core both|compiled|pure]
 
 Writes a log of `--execs` exec events (a real `/bin/true` exec recorded by auditd 3.0.9, ENRICHED, with fresh
 pids, serials and timestamps: `--rate` a second, all children of one load generator whose own exec comes
@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import argparse
 import gc
+import os
 import statistics
 import sys
 import tempfile
@@ -29,6 +30,7 @@ REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
 from auditimds.config import Config  # noqa: E402
+from auditimds.core import PURE_ENV, core_info  # noqa: E402
 from auditimds.daemon import Daemon  # noqa: E402
 from auditimds.rules.builtin import builtin_rules_dir  # noqa: E402
 from auditimds.rules.loader import load_rules  # noqa: E402
@@ -108,8 +110,8 @@ def replay(data: List[bytes], cadence: float, sleep: bool) -> float:
                 d.step(now)
                 cpu += time.process_time() - c
         d.close(now)
-        assert d.pipeline.normalizer.stats.exec == sum(c.count(b"type=EXECVE") for c in data)
-        assert d.pipeline.table.get(4242).executable == "/tmp/bench/loadgen"
+        assert d.pipeline.stats()["exec_events"] == sum(c.count(b"type=EXECVE") for c in data)
+        assert d.pipeline.core.process(4242).executable == "/tmp/bench/loadgen"
     return cpu
 
 
@@ -120,17 +122,29 @@ def main() -> int:
     ap.add_argument("--rate", type=int, default=1000)
     ap.add_argument("--cadence", type=float, default=0.1)
     ap.add_argument("--rounds", type=int, default=3)
+    ap.add_argument("--core", choices=["both", "compiled", "pure"], default="both")
     args = ap.parse_args()
     data = chunks(args.execs, args.rate, args.cadence, time.time())
-    res = {"back_to_back": [], "sleeping": []}
-    for _ in range(args.rounds):
-        res["back_to_back"].append(replay(data, args.cadence, sleep=False) / args.execs * 1e6)
-        res["sleeping"].append(replay(data, args.cadence, sleep=True) / args.execs * 1e6)
-    for k, v in res.items():
-        print(f"{k:13s}: {statistics.median(v):6.1f} µs of CPU per exec (median of {len(v)}: "
+    cores = ["compiled", "pure"] if args.core == "both" else [args.core]
+    if "compiled" in cores and core_info()[0] != "compiled":
+        print(f"bench_replay: no compiled core ({core_info()[1]}): python3 setup.py build_ext --inplace")
+        cores.remove("compiled")
+    res = {(c, k): [] for c in cores for k in ("back_to_back", "sleeping")}
+    for _ in range(args.rounds):  # the cores alternate, so both see the same machine
+        for c in cores:
+            os.environ.pop(PURE_ENV, None)
+            if c == "pure":
+                os.environ[PURE_ENV] = "1"  # read when the agent builds its pipeline
+            res[(c, "back_to_back")].append(replay(data, args.cadence, sleep=False) / args.execs * 1e6)
+            res[(c, "sleeping")].append(replay(data, args.cadence, sleep=True) / args.execs * 1e6)
+    os.environ.pop(PURE_ENV, None)
+    for (c, k), v in res.items():
+        print(f"{c:8s} core, {k:13s}: {statistics.median(v):6.1f} µs of CPU per exec (median of {len(v)}: "
               f"{', '.join(f'{x:.1f}' for x in v)})")
-    ratio = statistics.median(res["sleeping"]) / statistics.median(res["back_to_back"])
-    print(f"sleeping {args.cadence} s before each read costs {ratio:.1f}x the CPU of the same work back to back")
+    for c in cores:
+        ratio = statistics.median(res[(c, "sleeping")]) / statistics.median(res[(c, "back_to_back")])
+        print(f"{c} core: sleeping {args.cadence} s before each read costs {ratio:.1f}x the CPU of the same work "
+              "back to back")
     return 0
 
 

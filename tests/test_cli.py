@@ -141,9 +141,14 @@ def test_shipped_pack_by_name(tmp_path):
     one_line_error(cli("scan", "--rules", "nosuchpack", str(FIXTURE), cwd=tmp_path), "shipped packs: hardened")
 
 
-def test_version():
+def test_version_says_which_core_runs():
     r = cli("--version")
     assert r.returncode == 0 and r.stdout.startswith("auditimds ")
+    env = dict(os.environ, PYTHONPATH=str(REPO), AUDITIMDS_PURE="1")
+    pure = subprocess.run([sys.executable, "-m", "auditimds", "--version"], capture_output=True, text=True, env=env)
+    assert pure.stdout.strip().endswith("(pure-Python core: AUDITIMDS_PURE=1 is set)"), pure.stdout
+    if os.environ.get("AUDITIMDS_PURE", "") in ("", "0") and os.environ.get("AUDITIMDS_REQUIRE_COMPILED") == "1":
+        assert r.stdout.strip().endswith("(compiled core)"), r.stdout
 
 
 def test_scan_of_an_aggregated_log_with_skewed_clocks(tmp_path):

@@ -23,7 +23,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from auditimds.core import core_info
+from auditimds.core import core_info, make_core
 from auditimds.pipeline import Pipeline
 from auditimds.rules.builtin import builtin_rules_dir
 from auditimds.rules.loader import load_rules
@@ -333,3 +333,29 @@ def test_a_bytes_chunk_is_split_like_bytes_split() -> None:
         ref = run([(data, 0.0)], pure=True, rules=False)
         got = run([(data, 0.0)], pure=False, rules=False)
         assert got == ref and ref["stats"]["lines"] == len(data.split(b"\n"))
+
+
+@st.composite
+def an_execve_record(draw: Any) -> bytes:
+    """One EXECVE record as the kernel writes it, or off by a little (argc, indexes, quotes, hex, spaces)."""
+    args = draw(st.lists(st.sampled_from(URLS + [b"curl", b"a b", b"", "\u00e9".encode(), b"\xff", b"x" * 40]),
+                         max_size=5))
+    toks = [b"argc=" + draw(st.sampled_from([str(len(args)).encode()] * 6 + [b"+1", b"0" + str(len(args)).encode(),
+                                                                              b"x", b"", b"99"]))]
+    for i, a in enumerate(args):
+        name = b"a%d" % i if pct(draw, 90) else draw(st.sampled_from([b"b%d" % i, b"a%d" % (i + 1), b"a", b"a%d_len" % i]))
+        toks.append(name + b"=" + draw(a_value(a)) if pct(draw, 95) else name)
+    sep = draw(st.sampled_from([b" ", b" ", b"  ", b"\t"]))
+    return draw(st.sampled_from([b"", b" "])) + sep.join(toks) + draw(st.sampled_from([b"", b" ", b"\x1dX=1"]))
+
+
+@settings(max_examples=int(os.environ.get("AUDITIMDS_DIFF_EXAMPLES", "400")), deadline=None)
+@given(st.lists(an_execve_record(), min_size=1, max_size=2))
+def test_argv_is_rebuilt_the_same(bodies: List[bytes]) -> None:
+    from auditimds import _core  # type: ignore[attr-defined]
+    from auditimds.audit.execve import rebuild_argv
+
+    make_core(lambda ev: None, "h", "h")  # a Core gives the module the reference to fall back on
+    head = b"type=EXECVE msg=audit(1700000000.001:7):"
+    records = [(head + b, len(head)) for b in bodies]
+    assert _core.rebuild_argv(records) == rebuild_argv(records)

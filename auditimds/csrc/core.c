@@ -788,12 +788,94 @@ int ic_saddr(const ic_rec *r, unsigned char **out, size_t *outlen) {
     unsigned char *b = m_alloc(m);
     if (!b) return -1;
     if (hex) {
-        for (size_t i = 0; i < m; i++)
-            b[i] = (unsigned char)(hexval((unsigned char)p[2 * i]) << 4 | hexval((unsigned char)p[2 * i + 1]));
+        ic_span h = {p, n};
+        ic_unhex(h, (char *)b);
     } else {
         memcpy(b, p, m);
     }
     *out = b;
     *outlen = m;
     return IC_FAST;
+}
+
+/* execve._single_record: toks = line[body:].split(); "argc=N" first (N plain digits here: another spelling
+ * int() takes goes to the reference), N == len(toks) - 1, then toks[i + 1] = "?I=value" for I = 0..N-1 (the
+ * reference compares tok[1:eq] with str(I) and ignores the first byte).  A value is "quoted" text, or as
+ * records.decode(value) gives it: a lone leading quote cut off, (null) empty, even-length hex decoded, else
+ * the bytes as they are. */
+long ic_argv_single(const ic_rec *r, ic_arg **out) {
+    const char *s = r->line;
+    size_t n = r->len, i = r->body;
+    *out = NULL;
+    size_t ntok = 0;
+    for (size_t j = i; j < n;) {
+        while (j < n && is_ws((unsigned char)s[j])) j++;
+        if (j == n) break;
+        ntok++;
+        while (j < n && !is_ws((unsigned char)s[j])) j++;
+    }
+    while (i < n && is_ws((unsigned char)s[i])) i++;
+    if (ntok == 0 || n - i < 5 || memcmp(s + i, "argc=", 5) != 0) return -1;
+    size_t t = i + 5, e = t;
+    while (e < n && !is_ws((unsigned char)s[e])) e++;
+    int64_t argc;
+    ic_span num = {s + t, e - t};
+    if (ic_decimal(num, 0, &argc) < 0 || argc < 0 || (uint64_t)argc != ntok - 1) return -1;
+    if (argc == 0) return 0;
+    ic_arg *args = m_alloc((size_t)argc * sizeof *args);
+    if (!args) return -2;
+    i = e;
+    for (int64_t k = 0; k < argc; k++) {
+        while (i < n && is_ws((unsigned char)s[i])) i++;
+        size_t b = i;
+        while (i < n && !is_ws((unsigned char)s[i])) i++;
+        const char *tok = s + b;
+        size_t tn = i - b;
+        const char *eq = memchr(tok, '=', tn);
+        char want[24];
+        int wn = 0;
+        int64_t v = k;
+        char rev[24];
+        do {
+            rev[wn++] = (char)('0' + v % 10);
+            v /= 10;
+        } while (v);
+        for (int q = 0; q < wn; q++) want[q] = rev[wn - 1 - q];
+        if (!eq || eq == tok || (size_t)(eq - tok - 1) != (size_t)wn || memcmp(tok + 1, want, (size_t)wn) != 0) {
+            m_release(args);
+            return -1;
+        }
+        const char *p = eq + 1;
+        size_t pn = tn - (size_t)(p - tok);
+        ic_arg *a = &args[k];
+        a->kind = IC_ARG_TEXT;
+        if (pn >= 2 && p[0] == '"' && p[pn - 1] == '"') {
+            a->v.p = p + 1;
+            a->v.n = pn - 2;
+        } else if (pn >= 1 && p[0] == '"') {
+            a->v.p = p + 1;
+            a->v.n = pn - 1;
+        } else if (pn == 6 && memcmp(p, "(null)", 6) == 0) {
+            a->v.p = p;
+            a->v.n = 0;
+        } else {
+            int hex = pn > 0 && pn % 2 == 0;
+            for (size_t q = 0; hex && q < pn; q++) hex = is_hex((unsigned char)p[q]) != 0;
+            a->kind = hex ? IC_ARG_HEX : IC_ARG_TEXT;
+            a->v.p = p;
+            a->v.n = pn;
+        }
+    }
+    *out = args;
+    return (long)argc;
+}
+
+int ic_unhex(ic_span hex, char *out) {
+    if (hex.n % 2) return -1;
+    for (size_t i = 0; i < hex.n; i += 2) {
+        unsigned char a = (unsigned char)hex.p[i], b = (unsigned char)hex.p[i + 1];
+        if (!is_hex(a) || !is_hex(b)) return -1;
+        out[i / 2] = (char)(hexval(a) << 4 | hexval(b));
+    }
+    return 0;
 }

@@ -146,6 +146,21 @@ int ic_cwd(const ic_rec *r, ic_span *out);
  * the raw bytes in *out (the caller frees them with ic_free) otherwise.  -1 on allocation failure. */
 int ic_saddr(const ic_rec *r, unsigned char **out, size_t *outlen);
 
+/* One argument of an EXECVE record: `v` as it is (TEXT: its bytes; HEX: hex digits to decode). */
+enum { IC_ARG_TEXT = 0, IC_ARG_HEX = 1 };
+typedef struct {
+    ic_span v;
+    int kind;
+} ic_arg;
+
+/* execve._single_record's fast path: the usual record, `argc=N a0=.. a(N-1)=..` in order, nothing split.
+ * Returns the number of arguments with *out an array of them (the caller frees it with ic_free; NULL when
+ * there are none), or -1 when the record has another form (the reference decides), -2 when out of memory. */
+long ic_argv_single(const ic_rec *r, ic_arg **out);
+
+/* Decode `hex` (an even number of hex digits) into out[0:hex.n / 2]; -1 if it is not that. */
+int ic_unhex(ic_span hex, char *out);
+
 void ic_free(void *p);
 
 /* Hash used by the tables (SipHash-1-3 with the core's seed). */

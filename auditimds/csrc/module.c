@@ -60,6 +60,8 @@ STRINGS(DECLARE)
 #undef DECLARE
 
 static PyObject *empty_tuple;
+/* the reference's execve.rebuild_argv (set by Core.__init__), and this module's own fast version of it */
+static PyObject *g_argv_reference, *g_argv_fast;
 
 static int init_strings(void) {
 #define MAKE(var, text)                                                                                        \
@@ -993,7 +995,7 @@ static PyObject *build_exec(Core *core, const ic_event *ev, uint64_t seq, Parsed
             if (!tup) goto out;
             PyList_SET_ITEM(records, (Py_ssize_t)i, tup);
         }
-        args = lazy_args(core, ev->execve_cut ? core->rebuild_cut : core->rebuild_argv, records);
+        args = lazy_args(core, ev->execve_cut ? core->rebuild_cut : g_argv_fast, records);
         if (!args) goto out;
         if (ev->execve_bytes > TABLE_ARGV_BYTES) {
             /* the process table keeps a process's argv for its later events and its children's: cap it */
@@ -1216,6 +1218,57 @@ done:
     if (!res) return -1;
     Py_DECREF(res);
     return 0;
+}
+
+/* _core.rebuild_argv(records): execve.rebuild_argv, the usual single record decoded here, any other form by
+ * the reference.  Returns (argv, truncated) like it. */
+static PyObject *argv_of(PyObject *mod, PyObject *records) {
+    (void)mod;
+    if (PyList_Check(records) && PyList_GET_SIZE(records) == 1) {
+        PyObject *raw = PyList_GET_ITEM(records, 0);
+        if (PyTuple_Check(raw) && PyTuple_GET_SIZE(raw) == 2 && PyBytes_Check(PyTuple_GET_ITEM(raw, 0)) &&
+            PyLong_Check(PyTuple_GET_ITEM(raw, 1))) {
+            PyObject *line = PyTuple_GET_ITEM(raw, 0);
+            Py_ssize_t body = PyLong_AsSsize_t(PyTuple_GET_ITEM(raw, 1));
+            if (body == -1 && PyErr_Occurred()) return NULL;
+            if (body >= 0 && body <= PyBytes_GET_SIZE(line)) {
+                ic_rec r = {PyBytes_AS_STRING(line), (size_t)PyBytes_GET_SIZE(line), (size_t)body};
+                ic_arg *args;
+                long n = ic_argv_single(&r, &args);
+                if (n == -2) return PyErr_NoMemory();
+                if (n >= 0) {
+                    PyObject *argv = PyList_New(n);
+                    for (long i = 0; argv && i < n; i++) {
+                        PyObject *a;
+                        if (args[i].kind == IC_ARG_HEX) {
+                            size_t m = args[i].v.n / 2;
+                            char *b = PyMem_Malloc(m ? m : 1);
+                            a = b && ic_unhex(args[i].v, b) == 0 ? utf8(b, m) : NULL;
+                            if (!b) PyErr_NoMemory();
+                            PyMem_Free(b);
+                        } else {
+                            a = utf8(args[i].v.p, args[i].v.n);
+                        }
+                        if (!a) {
+                            Py_CLEAR(argv);
+                            break;
+                        }
+                        PyList_SET_ITEM(argv, i, a);
+                    }
+                    ic_free(args);
+                    if (!argv) return NULL;
+                    PyObject *r2 = PyTuple_Pack(2, argv, Py_False);
+                    Py_DECREF(argv);
+                    return r2;
+                }
+            }
+        }
+    }
+    if (!g_argv_reference) {
+        PyErr_SetString(PyExc_RuntimeError, "rebuild_argv: no Core was made (the reference is unknown)");
+        return NULL;
+    }
+    return PyObject_CallOneArg(g_argv_reference, records);
 }
 
 /* ---- the Core type's Python interface ----------------------------------------------------------------- */
@@ -1492,6 +1545,8 @@ static int core_init(Core *self, PyObject *args, PyObject *kw) {
     HELPER(entity_id_of, "entity_id_of")
     HELPER(runtimes, "CONTAINER_RUNTIMES")
 #undef HELPER
+    Py_INCREF(self->rebuild_argv);
+    Py_XSETREF(g_argv_reference, self->rebuild_argv);
     if (!PyType_Check(self->ecs_type) || !PyType_Check(self->lazyargs_type) || !PyAnySet_Check(self->runtimes)) {
         PyErr_SetString(PyExc_TypeError, "EcsEvent and LazyArgs must be types, CONTAINER_RUNTIMES a set");
         return -1;
@@ -1601,9 +1656,15 @@ static PyTypeObject CoreType = {
     .tp_getset = core_getset,
 };
 
+static PyMethodDef module_methods[] = {
+    {"rebuild_argv", (PyCFunction)argv_of, METH_O,
+     "rebuild_argv(records) -> (argv, truncated): audit/execve.rebuild_argv, its usual form in C"},
+    {NULL, NULL, 0, NULL},
+};
+
 static struct PyModuleDef module = {
     PyModuleDef_HEAD_INIT, "auditimds._core", "The compiled per-line hot path (see auditimds/core.py).", -1,
-    NULL, NULL, NULL, NULL, NULL,
+    module_methods, NULL, NULL, NULL, NULL,
 };
 
 PyMODINIT_FUNC PyInit__core(void) {
@@ -1613,6 +1674,10 @@ PyMODINIT_FUNC PyInit__core(void) {
     if (PyType_Ready(&ProcType) < 0 || PyType_Ready(&CoreType) < 0) return NULL;
     PyObject *m = PyModule_Create(&module);
     if (!m) return NULL;
+    if (!(g_argv_fast = PyObject_GetAttrString(m, "rebuild_argv"))) {
+        Py_DECREF(m);
+        return NULL;
+    }
     Py_INCREF(&CoreType);
     Py_INCREF(&ProcType);
     if (PyModule_AddObject(m, "Core", (PyObject *)&CoreType) < 0 ||

@@ -36,13 +36,20 @@ STAGE="$ROOT$PREFIX"
 
 # 1. the source, copied so that the build leaves no build/ or egg-info in the checkout
 mkdir -p "$WORK/src"
-cp -a "$REPO/pyproject.toml" "$REPO/README.md" "$REPO/auditimds" "$REPO/config" "$WORK/src/"  # builtin_rules -> ../config/rules
+cp -a "$REPO/pyproject.toml" "$REPO/setup.py" "$REPO/README.md" "$REPO/auditimds" "$REPO/config" "$WORK/src/"  # builtin_rules -> ../config/rules
 find "$WORK/src" -name __pycache__ -prune -exec rm -rf {} +
+find "$WORK/src" -name '*.so' -delete  # the compiled core is built below, for $PY
 
 # 2. the venv with the app and its dependencies
 "$PY" -m venv "$STAGE"
 "$STAGE/bin/python" -m pip install -q --disable-pip-version-check --no-compile --no-warn-script-location \
   "$WORK/src"
+# the package ships the compiled core (auditimds._core): without a compiler or $PY's headers pip quietly
+# installs the pure-Python core, which is not what a .deb should carry
+if ! "$STAGE/bin/python" -c 'import auditimds._core' 2>/dev/null; then
+  echo "build.sh: the compiled core was not built for $PY: apt-get install gcc python3-dev (python$PYVER-dev)" >&2
+  exit 2
+fi
 "$STAGE/bin/python" -m pip uninstall -q -y pip setuptools >/dev/null 2>&1 || true
 rm -f "$STAGE"/bin/Activate.ps1 "$STAGE"/bin/pip "$STAGE"/bin/pip3*
 # direct_url.json records the temporary source directory the app was installed from: not for the target host

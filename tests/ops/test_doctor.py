@@ -122,7 +122,8 @@ def run_doctor(host, run: FakeRun, user: Optional[UserInfo] = None, **kw) -> Tup
         user = UserInfo("auditimds", 54321, (host.gid,))
         os.chown(host.state, 54321, host.gid)
     kwargs = dict(auditd_conf=host.conf, rules_d=host.rules_d, plugin_conf=host.tmp / "no-plugin.conf",
-                  user_lookup=lambda _name: user, proc_root=host.tmp / "proc", stat_fn=fake_stat(host))
+                  user_lookup=lambda _name: user, proc_root=host.tmp / "proc", stat_fn=fake_stat(host),
+                  core=lambda: ("compiled", ""))
     kwargs.update(kw)
     out = io.StringIO()
     rc = doctor(host.cfg, out, run=run, **kwargs)
@@ -468,3 +469,12 @@ def test_log_given_with_log_option_is_fixed_with_that_option(host, tmp_path):
     host.conf.write_text(AUDITD_CONF.format(log=host.log))
     _, text, _ = run_doctor(host, healthy_run(), log_from_option=True)
     assert _fix_lines(text) == ["start auditd (systemctl start auditd)"]
+
+
+@needs_root_chown
+def test_the_core_in_use_is_reported_and_the_pure_one_warns_with_the_fix(host):
+    _rc, text, findings = run_doctor(host, healthy_run())
+    assert levels(findings, "core") == [OK] and "core: compiled (auditimds._core)" in text
+    rc, text, findings = run_doctor(host, healthy_run(), core=lambda: ("pure-Python", "AUDITIMDS_PURE=1 is set"))
+    assert rc == 0 and levels(findings, "core") == [WARN], text  # slower, not broken: detection still works
+    assert "pure-Python: AUDITIMDS_PURE=1 is set" in text and "python3-dev" in text

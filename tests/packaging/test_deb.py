@@ -11,6 +11,7 @@ auditd's /etc/audit/audit.rules(.prev) are restored.
 from __future__ import annotations
 
 import os
+import re
 import shutil
 import signal
 import subprocess
@@ -124,6 +125,8 @@ def test_package_contents(deb):
                  "site-packages/regex/", "site-packages/apprise/"):
         assert path in files, f"{path} missing from the package"
     assert "/tmp/" not in files and "pip/" not in files.replace("pip/_", "")
+    # the compiled core is shipped (built by build.sh for the package's python), its C sources are not needed
+    assert re.search(r"site-packages/auditimds/_core\.cpython-3\d+-[^ ]+\.so", files), "no compiled core"
     ctl = Path(str(deb) + ".ctl")
     ctl.mkdir(exist_ok=True)
     sh("dpkg-deb", "-e", str(deb), str(ctl))
@@ -141,7 +144,8 @@ def test_install_run_purge(deb, machine):
     t0 = time.monotonic()
     sh("dpkg", "-i", str(deb))
     try:
-        assert sh("/usr/bin/auditimds", "--version").stdout.strip().startswith("auditimds ")
+        version = sh("/usr/bin/auditimds", "--version").stdout.strip()
+        assert version.startswith("auditimds ") and version.endswith("(compiled core)"), version
         ids = sh("id", PKG).stdout
         assert "(adm)" in ids, ids
         st = os.stat("/var/lib/auditimds")

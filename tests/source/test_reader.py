@@ -5,7 +5,10 @@ import io
 
 import pytest
 
-from auditimds.source.reader import LogOpenError, open_log, read_batches
+from hypothesis import given
+from hypothesis import strategies as st
+
+from auditimds.source.reader import LogOpenError, open_log, read_batches, read_chunks
 
 
 def flat(f, chunk):
@@ -20,6 +23,19 @@ def test_lines_cut_at_any_chunk_boundary_are_rebuilt(chunk):
 
 def test_trailing_newline_gives_no_empty_tail():
     assert flat(io.BytesIO(b"a\nb\n"), 3) == [b"a", b"b"]
+
+
+@given(st.lists(st.sampled_from([b"", b"x", b"type=EOE msg=audit(1.000:1): ", b"y" * 50]), max_size=30),
+       st.booleans(), st.integers(1, 80))
+def test_chunks_are_whole_lines_that_split_like_the_file(lines, newline_at_end, chunk):
+    data = b"\n".join(lines) + (b"\n" if newline_at_end and lines else b"")
+    pieces = list(read_chunks(io.BytesIO(data), chunk))
+    got = [ln for p in pieces for ln in bytes(p).split(b"\n")]
+    expected = data.split(b"\n")
+    if expected and expected[-1] == b"" and data.endswith(b"\n"):
+        expected.pop()  # a final newline ends the last line, it does not start an empty one
+    assert got == (expected if data else [])
+    assert all(isinstance(p, (bytes, memoryview)) for p in pieces)
 
 
 def test_gzip_detected_by_magic_not_name(tmp_path):
