@@ -4,7 +4,6 @@ import gzip
 import io
 
 import pytest
-
 from hypothesis import given
 from hypothesis import strategies as st
 
