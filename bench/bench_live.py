@@ -93,7 +93,7 @@ def start_agent(log: Path, tmp: Path) -> subprocess.Popen:
     err = open(tmp / "agent.err", "w")
     p = subprocess.Popen([sys.executable, "-m", "auditimds", "run", "--config", str(tmp / "empty.toml"), "--log",
                           str(log), "--state-dir", str(tmp / "state"), "--alerts-jsonl", str(tmp / "alerts.jsonl"),
-                          "--no-stdout"], stdout=subprocess.DEVNULL, stderr=err, env=env)
+                          "--no-stdout"], stdout=subprocess.DEVNULL, stderr=err, env=env, cwd="/")
     end = time.monotonic() + 20
     while "following" not in (tmp / "agent.err").read_text():
         if p.poll() is not None or time.monotonic() > end:
@@ -263,7 +263,7 @@ def main() -> int:
     if args.core == "pure":
         AGENT_ENV["AUDITIMDS_PURE"] = "1"
     core = subprocess.run([sys.executable, "-m", "auditimds", "--version"], capture_output=True, text=True,
-                          env=AGENT_ENV).stdout.strip()
+                          env=AGENT_ENV, cwd="/").stdout.strip()
     if args.core == "compiled" and not core.endswith("(compiled core)"):
         raise SystemExit(f"bench_live: the compiled core is not available ({core}): "
                          "python3 setup.py build_ext --inplace")

@@ -135,7 +135,8 @@ def system_venv(python: str) -> Optional[str]:
 def run_once(cmd: List[str], env: Optional[Dict[str, str]] = None) -> Dict[str, float]:
     with tempfile.TemporaryFile() as fout, tempfile.TemporaryFile() as ferr:
         t0 = time.perf_counter()
-        p = subprocess.Popen(cmd, stdout=fout, stderr=ferr, env=env)
+        # cwd "/": `python -m` puts the current directory before PYTHONPATH, which names the code measured
+        p = subprocess.Popen(cmd, stdout=fout, stderr=ferr, env=env, cwd="/")
         _, status, usage = os.wait4(p.pid, 0)
         wall = time.perf_counter() - t0
         p.returncode = os.waitstatus_to_exitcode(status)
@@ -172,8 +173,8 @@ def main() -> int:
     pure_env = dict(env, AUDITIMDS_PURE="1")
     ours = [python, "-m", "auditimds", "scan", "--host-id", "bench", "--host-name", "bench"]
     subprocess.run([python, "-m", "compileall", "-q", str(REPO / "auditimds")], capture_output=True, env=env)
-    core = subprocess.run([python, "-m", "auditimds", "--version"], capture_output=True, text=True,
-                          env=env).stdout.strip()
+    core = subprocess.run([python, "-m", "auditimds", "--version"], capture_output=True, text=True, env=env,
+                          cwd="/").stdout.strip()
 
     with tempfile.TemporaryDirectory(prefix="auditimds-bench-") as tmp:
         plain = Path(tmp) / "audit.log"

@@ -12,7 +12,8 @@ machine conditions (a shared machine's speed drifts by more than the differences
 script runs for both sides (copied into the old checkout, whose code it then measures), with the same
 interpreter.  Printed per figure: the median of each side over the rounds and the change in percent.
 
-    scan   bench_scan.py --runs 1: `auditimds scan` wall time and peak RSS, the ×4 log's peak RSS
+    scan   bench_scan.py --runs 1: `auditimds scan` wall time (with the compiled core where a side has one, and
+           with AUDITIMDS_PURE=1) and peak RSS, the ×4 log's peak RSS
     rules  bench_rules.py --runs 3: the scan loop with and without the built-in rules, in one process
     live   bench_live.py --load-runs 1: CPU per exec and % of a core at 1,000 execs/s, alert latency, RSS
 
@@ -40,6 +41,7 @@ Figure = Tuple[str, Callable[[Dict[str, Any]], float]]  # name, how to read it f
 FIGURES: Dict[str, List[Figure]] = {
     "scan": [
         ("scan wall s", lambda r: r["auditimds_scan"]["median_s"]),
+        ("scan wall s, AUDITIMDS_PURE=1", lambda r: r["auditimds_scan_pure"]["median_s"]),
         ("scan peak RSS MB", lambda r: r["auditimds_scan"]["peak_rss_mb"]),
         ("scan x4 peak RSS MB", lambda r: r["auditimds_scan_x4"]["peak_rss_mb"]),
         ("libauparse s (peer, same round)", lambda r: r["auparse_loop"]["median_s"]),

@@ -120,3 +120,17 @@ def test_the_compiled_core_s_memory_is_seen_by_tracemalloc() -> None:
     current, _peak = tracemalloc.get_traced_memory()
     tracemalloc.stop()
     assert c.pending == 2000 and current > 2000 * 600
+
+
+def test_the_compiled_core_refuses_to_be_fed_from_its_own_callback() -> None:
+    compiled_or_skip()
+    box: List[Any] = []
+
+    def again(ev: Any) -> None:
+        box[0].feed(EXEC, 0.0)
+
+    c = make_core(again, "h", "h", reorder_ms=0)
+    box.append(c)
+    with pytest.raises(RuntimeError, match="called again from its own emit callback"):
+        c.feed(EXEC, 0.0)
+    c.flush()  # usable again once the call that failed has returned

@@ -257,7 +257,6 @@ static int release(ic_core *c, ic_event *ev) {
     else c->frontier = ev->ts_ms;
     int rc = c->release(c->ctx, ev, c->released);
     event_free(ev);
-    if (rc < 0) c->failed = 1;
     return rc;
 }
 
@@ -322,7 +321,6 @@ static int expire_log_time(ic_core *c, const ic_event *keep) {
 }
 
 int ic_expire(ic_core *c, double now) {
-    c->failed = 0;
     double limit = now - c->wall_timeout;
     ic_event *e = c->ihead;
     while (e) {
@@ -337,7 +335,6 @@ int ic_expire(ic_core *c, double now) {
 }
 
 int ic_flush(ic_core *c) {
-    c->failed = 0;
     while (c->ihead) {
         if (complete(c, c->ihead, IC_BY_FLUSH) < 0) return -1;
     }
@@ -573,7 +570,6 @@ int ic_feed_line(ic_core *c, const char *line, size_t n, double now) {
 
 int ic_feed_buffer(ic_core *c, const char *buf, size_t len, double now) {
     size_t start = 0;
-    c->failed = 0;
     for (;;) {
         const char *nl = memchr(buf + start, '\n', len - start);
         size_t end = nl ? (size_t)(nl - buf) : len;

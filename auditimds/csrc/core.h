@@ -86,7 +86,6 @@ typedef struct {
     /* counters */
     uint64_t lines, malformed, records;
     ic_stats stats;
-    int failed; /* a release callback returned -1: the current call stops */
 } ic_core;
 
 /* Where the core's memory comes from (default: the C library's).  The CPython binding sets Python's raw

@@ -359,6 +359,7 @@ struct Core {
     PyObject_HEAD
     ic_core c;
     int ready;
+    int busy; /* inside feed/expire/flush/release_all: the emit callback must not call them again */
     PyObject *emit;
     PyObject *host_id, *host_name;
     Table *main;
@@ -1278,6 +1279,10 @@ static int check(Core *self) {
         PyErr_SetString(PyExc_RuntimeError, "Core is not initialized");
         return -1;
     }
+    if (self->busy) {
+        PyErr_SetString(PyExc_RuntimeError, "Core called again from its own emit callback");
+        return -1;
+    }
     return 0;
 }
 
@@ -1298,9 +1303,11 @@ static PyObject *core_feed(Core *self, PyObject *const *args, Py_ssize_t nargs) 
     double now = PyFloat_AsDouble(args[1]);
     if (now == -1.0 && PyErr_Occurred()) return NULL;
     PyObject *data = args[0];
-    self->c.failed = 0;
     if (PyBytes_Check(data)) {
-        return after(ic_feed_buffer(&self->c, PyBytes_AS_STRING(data), (size_t)PyBytes_GET_SIZE(data), now));
+        self->busy = 1;
+        int rc = ic_feed_buffer(&self->c, PyBytes_AS_STRING(data), (size_t)PyBytes_GET_SIZE(data), now);
+        self->busy = 0;
+        return after(rc);
     }
     if (!PyList_Check(data)) {
         Py_buffer view;
@@ -1308,13 +1315,16 @@ static PyObject *core_feed(Core *self, PyObject *const *args, Py_ssize_t nargs) 
             PyErr_SetString(PyExc_TypeError, "feed() takes a buffer of lines separated by b'\\n' or a list of lines");
             return NULL;
         }
+        self->busy = 1;
         int rc = ic_feed_buffer(&self->c, view.buf, (size_t)view.len, now);
+        self->busy = 0;
         PyBuffer_Release(&view);
         return after(rc);
     }
     /* a list of lines: hold it, a callback could change it */
     Py_INCREF(data);
     int rc = 0;
+    self->busy = 1;
     Py_ssize_t n = PyList_GET_SIZE(data);
     for (Py_ssize_t i = 0; i < n && i < PyList_GET_SIZE(data); i++) {
         PyObject *line = PyList_GET_ITEM(data, i);
@@ -1328,6 +1338,7 @@ static PyObject *core_feed(Core *self, PyObject *const *args, Py_ssize_t nargs) 
         Py_DECREF(line);
         if (rc < 0) break;
     }
+    self->busy = 0;
     if (rc == 0) self->c.lines += (uint64_t)n;
     Py_DECREF(data);
     return after(rc);
@@ -1337,20 +1348,28 @@ static PyObject *core_expire(Core *self, PyObject *now_o) {
     if (check(self) < 0) return NULL;
     double now = PyFloat_AsDouble(now_o);
     if (now == -1.0 && PyErr_Occurred()) return NULL;
-    return after(ic_expire(&self->c, now));
+    self->busy = 1;
+    int rc = ic_expire(&self->c, now);
+    self->busy = 0;
+    return after(rc);
 }
 
 static PyObject *core_flush(Core *self, PyObject *unused) {
     (void)unused;
     if (check(self) < 0) return NULL;
-    return after(ic_flush(&self->c));
+    self->busy = 1;
+    int rc = ic_flush(&self->c);
+    self->busy = 0;
+    return after(rc);
 }
 
 static PyObject *core_release_all(Core *self, PyObject *unused) {
     (void)unused;
     if (check(self) < 0) return NULL;
-    self->c.failed = 0;
-    return after(ic_release_all(&self->c));
+    self->busy = 1;
+    int rc = ic_release_all(&self->c);
+    self->busy = 0;
+    return after(rc);
 }
 
 static PyObject *core_process(Core *self, PyObject *pid_o) {
