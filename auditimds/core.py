@@ -109,11 +109,9 @@ class PyCore:
         return len(self.normalizer.node_tables)
 
     def counters(self) -> Dict[str, int]:
-        r = self.reassembler.stats
         return {
-            "lines": self._lines, "malformed": self._malformed, "records": self._records, "events": r.events,
-            "evicted": r.evicted, "timed_out": r.timed_out, "late_records": r.late_records, "bad_ids": r.bad_ids,
-            "execve_dropped": r.execve_dropped, "late_events": self.reorder.late,
+            "lines": self._lines, "malformed": self._malformed, "records": self._records,
+            **self.reassembler.stats.as_dict(), "late_events": self.reorder.late,
             "exec": self.normalizer.stats.exec, "network": self.normalizer.stats.network,
             "processes": len(self.table), "pid_reuse": self.table.pid_reuse, "dropped": self.table.dropped,
         }

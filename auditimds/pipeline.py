@@ -11,6 +11,7 @@ from typing import Any, Callable, Dict, List, Optional, Sequence, Union
 
 from .alerts.document import build_alert
 from .alerts.exceptions import ExceptionFilter
+from .audit.reassembly import ReassemblyStats
 from .audit.records import parse_event_id, split_header
 from .core import PyCore, core_info, make_core
 from .ecs.event import EcsEvent
@@ -18,10 +19,6 @@ from .ecs.process_table import Resolver
 from .rules.loader import Rule
 
 log = logging.getLogger("auditimds")
-
-# the reassembler's counters, in the order `stats()` has always listed them
-REASSEMBLY_STATS = ("events", "evicted", "timed_out", "late_records", "bad_ids", "execve_dropped")
-
 
 class Counters:
     __slots__ = ("alerts", "rule_errors", "excepted")
@@ -188,7 +185,7 @@ class Pipeline:
             "exec_events": k["exec"],
             "network_events": k["network"],
             "alerts": c.alerts,
-            "reassembly": {name: k[name] for name in REASSEMBLY_STATS},
+            "reassembly": {name: k[name] for name in ReassemblyStats.__slots__},
             "late_events": k["late_events"],
             "rule_errors": c.rule_errors,
             "alerts_silenced_by_exceptions": c.excepted,
