@@ -9,6 +9,7 @@ the built-in rules and with every upstream rule in ../shared/rules/upstream, so 
     python3 bench/same_output.py                 # working tree against HEAD
     python3 bench/same_output.py --against a0a692f
     python3 bench/same_output.py --save DIR      # write the working tree's outputs to DIR (no comparison)
+    python3 bench/same_output.py --cores         # the working tree's two cores: compiled against AUDITIMDS_PURE=1
 
 Exit status 0 when every output is identical, 1 otherwise (the first differing lines are printed).
 Host identity is fixed (--host-id/--host-name) so the outputs do not depend on the machine.
@@ -52,8 +53,11 @@ def commands(log: Path) -> Dict[str, List[str]]:
     }
 
 
-def run(tree: Path, args: List[str]) -> bytes:
+def run(tree: Path, args: List[str], pure: bool = False) -> bytes:
     env = dict(os.environ, PYTHONPATH=str(tree), PYTHONHASHSEED="0", TZ="UTC", LC_ALL="C.UTF-8")
+    env.pop("AUDITIMDS_PURE", None)
+    if pure:
+        env["AUDITIMDS_PURE"] = "1"
     r = subprocess.run([sys.executable, "-m", "auditimds", *args], cwd=str(tree), env=env,
                        capture_output=True, timeout=900)
     # stderr: keep only the statistics JSON line (log messages may name temp paths)
@@ -67,10 +71,10 @@ def run(tree: Path, args: List[str]) -> bytes:
     return b"rc=%d\n" % r.returncode + r.stdout + b"\n--stats--\n" + b"\n".join(stats)
 
 
-def outputs(tree: Path) -> Dict[Tuple[str, str], bytes]:
+def outputs(tree: Path, pure: bool = False) -> Dict[Tuple[str, str], bytes]:
     jobs = [(str(log.relative_to(log.anchor)), name, args) for log in logs() for name, args in commands(log).items()]
     with ThreadPoolExecutor(max_workers=os.cpu_count() or 2) as pool:
-        results = list(pool.map(lambda j: run(tree, j[2]), jobs))
+        results = list(pool.map(lambda j: run(tree, j[2], pure), jobs))
     return {(j[0], j[1]): out for j, out in zip(jobs, results)}
 
 
@@ -78,6 +82,8 @@ def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--against", default="HEAD", help="git revision to compare with (default HEAD)")
     ap.add_argument("--save", metavar="DIR", help="only write the working tree's outputs into DIR")
+    ap.add_argument("--cores", action="store_true",
+                    help="compare the working tree's compiled core (new) with its pure-Python core (old)")
     a = ap.parse_args()
     new = outputs(REPO)
     if a.save:
@@ -87,14 +93,18 @@ def main() -> int:
             (out / (log.replace("/", "__") + "." + name)).write_bytes(data)
         print(f"{len(new)} outputs written to {out}")
         return 0
-    with tempfile.TemporaryDirectory(prefix="auditimds-same-") as tmp:
-        old_tree = Path(tmp) / "tree"
-        subprocess.run(["git", "-C", str(REPO), "worktree", "add", "--detach", "-q", str(old_tree), a.against],
-                       check=True)
-        try:
-            old = outputs(old_tree)
-        finally:
-            subprocess.run(["git", "-C", str(REPO), "worktree", "remove", "--force", str(old_tree)], check=True)
+    if a.cores:
+        a.against = "AUDITIMDS_PURE=1"
+        old = outputs(REPO, pure=True)
+    else:
+        with tempfile.TemporaryDirectory(prefix="auditimds-same-") as tmp:
+            old_tree = Path(tmp) / "tree"
+            subprocess.run(["git", "-C", str(REPO), "worktree", "add", "--detach", "-q", str(old_tree), a.against],
+                           check=True)
+            try:
+                old = outputs(old_tree)
+            finally:
+                subprocess.run(["git", "-C", str(REPO), "worktree", "remove", "--force", str(old_tree)], check=True)
     differ = 0
     total = 0
     for key in sorted(new):

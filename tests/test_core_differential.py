@@ -14,7 +14,6 @@ absence is a failure.
 
 from __future__ import annotations
 
-import json
 import os
 from pathlib import Path
 from typing import Any, Dict, List, Sequence, Tuple
@@ -23,6 +22,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from auditimds.alerts.sinks import dumps
 from auditimds.core import core_info, make_core
 from auditimds.pipeline import Pipeline
 from auditimds.rules.builtin import builtin_rules_dir
@@ -71,9 +71,9 @@ def run(feed: Feed, pure: bool, lazy: bool = True, rules: bool = True, resolver:
     assert not errors
     events: List[str] = []
     alerts: List[str] = []
-    p = Pipeline(loaded, "host-id", "host-name", on_alert=lambda a: alerts.append(json.dumps(a, sort_keys=True)),
-                 on_event=lambda ev: events.append(json.dumps(ev.to_document(), sort_keys=True)), pure=pure,
-                 resolver=resolver)
+    # serialized as `auditimds events` and `scan` write them
+    p = Pipeline(loaded, "host-id", "host-name", on_alert=lambda a: alerts.append(dumps(a)),
+                 on_event=lambda ev: events.append(dumps(ev.to_document())), pure=pure, resolver=resolver)
     assert (type(p.core).__name__ == "PyCore") == pure
     for batch, now in feed:
         if batch is None:
