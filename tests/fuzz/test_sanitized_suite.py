@@ -68,7 +68,7 @@ def test_the_suite_passes_with_the_core_built_with_asan_and_ubsan(tmp_path: Path
     where = subprocess.run([sys.executable, "-c", "import auditimds._core as c; print(c.__file__)"], cwd=copy, env=env,
                            capture_output=True, text=True)
     assert where.stdout.startswith(str(copy)), where.stdout + where.stderr  # the sanitized build, not another
-    r = subprocess.run([sys.executable, "-m", "pytest", "-q", "-x", "-p", "no:cacheprovider",
+    r = subprocess.run([sys.executable, "-m", "pytest", "-x", "-p", "no:cacheprovider",
                         "--ignore=tests/e2e", "--ignore=tests/packaging", "--ignore=tests/static",
                         "--ignore=tests/fuzz", "tests"], cwd=copy, env=env, capture_output=True, text=True)
     tail = (r.stdout + r.stderr)[-6000:]
