@@ -649,6 +649,18 @@ int ic_decimal(ic_span s, int sign, int64_t *out) {
     return 0;
 }
 
+int ic_hex64(ic_span s, uint64_t *out) {
+    if (s.n < 1 || s.n > 16) return -1;
+    uint64_t v = 0;
+    for (size_t i = 0; i < s.n; i++) {
+        unsigned char ch = (unsigned char)s.p[i];
+        if (!is_hex(ch)) return -1;
+        v = (v << 4) | (uint64_t)hexval(ch);
+    }
+    *out = v;
+    return 0;
+}
+
 /* A literal at s[*i]; advances. */
 static int lit(const char *s, size_t n, size_t *i, const char *l, size_t m) {
     if (n - *i < m || memcmp(s + *i, l, m) != 0) return 0;
@@ -719,10 +731,7 @@ int ic_parse_syscall(const ic_rec *r, ic_syscall *o) {
     if (!lit(s, n, &i, LIT(" ses=")) || !run(s, n, &i, C_DIGIT, 18, &o->ses)) return IC_SLOW;
     if (!lit(s, n, &i, LIT(" comm=")) || !run(s, n, &i, C_NONWS, BIG, NULL)) return IC_SLOW;
     if (!lit(s, n, &i, LIT(" exe=")) || !run(s, n, &i, C_NONWS, BIG, &o->exe)) return IC_SLOW;
-    uint64_t a = 0;
-    for (size_t k = 0; k < arch.n; k++) a = (a << 4) | (uint64_t)hexval((unsigned char)arch.p[k]);
-    o->arch = a;
-    if (ic_decimal(o->exit, 1, &o->exit_v) || ic_decimal(o->ppid, 0, &o->ppid_v) ||
+    if (ic_hex64(arch, &o->arch) || ic_decimal(o->exit, 1, &o->exit_v) || ic_decimal(o->ppid, 0, &o->ppid_v) ||
         ic_decimal(o->pid, 0, &o->pid_v) || ic_decimal(o->uid, 0, &o->uid_v) || ic_decimal(o->ses, 0, &o->ses_v))
         return IC_SLOW; /* unreachable: the runs above are bounded digits */
     return IC_FAST;

@@ -134,6 +134,9 @@ int ic_parse_syscall(const ic_rec *r, ic_syscall *out);
 /* Parse a bounded decimal (1..18 ASCII digits, optional '-' when `sign`); 0 on success. */
 int ic_decimal(ic_span s, int sign, int64_t *out);
 
+/* Parse a bounded hex number (1..16 hex digits, either case); 0 on success. */
+int ic_hex64(ic_span s, uint64_t *out);
+
 /* The raw value of field `name` (with its '=') in a record: events._value_of.  0 when absent. */
 int ic_value_of(const char *line, size_t len, size_t off, const char *name, size_t namelen, ic_span *out);
 

@@ -349,6 +349,28 @@ static int table_traverse(Table *t, visitproc visit, void *arg) {
 
 /* ---- the core object --------------------------------------------------------------------------------- */
 
+/* The core's references to Python objects, listed once: the struct, tp_traverse, tp_clear and __init__
+ * are made from these lists. */
+#define CORE_OWN(X) X(emit) X(host_id) X(host_name) X(node_index)
+/* the reference's types and helpers, by their name in the helpers namespace core.py passes in */
+#define CORE_HELPERS(X)                                                                                        \
+    X(ecs_type, "EcsEvent") X(lazyargs_type, "LazyArgs") X(output_keys, "OUTPUT_KEYS")                          \
+    X(fill_output, "fill_output") X(partial, "partial") X(rebuild_argv, "rebuild_argv")                        \
+    X(rebuild_cut, "rebuild_cut") X(table_argv, "table_argv") X(lazyargs_of, "lazyargs_of")                    \
+    X(generic_syscall, "generic_syscall") X(syscall_name, "syscall_name") X(decode_path, "decode_path")        \
+    X(cwd_slow, "cwd_slow") X(decode_sockaddr, "decode_sockaddr") X(entity_id_of, "entity_id_of")              \
+    X(runtimes, "CONTAINER_RUNTIMES")
+/* the member descriptors of the slots set on the events and argv objects built without __init__ */
+#define CORE_DESCRS(X)                                                                                         \
+    X(d_ts_ms, ecs_type, "ts_ms") X(d_seq, ecs_type, "seq") X(d_args, ecs_type, "args")                        \
+    X(d_parent_args, ecs_type, "parent_args") X(d_filler, ecs_type, "filler")                                  \
+    X(d_output_keys, ecs_type, "output_keys") X(d_proc, ecs_type, "proc") X(d_parent, ecs_type, "parent")     \
+    X(d_decode, lazyargs_type, "_decode") X(d_source, lazyargs_type, "_source")                                \
+    X(d_argv, lazyargs_type, "_argv") X(d_truncated, lazyargs_type, "_truncated")
+#define CORE_FIELD1(f) PyObject *f;
+#define CORE_FIELD2(f, name) PyObject *f;
+#define CORE_FIELD3(f, type, name) PyObject *f;
+
 typedef struct {
     uint64_t arch;
     int64_t nr;
@@ -360,24 +382,17 @@ struct Core {
     ic_core c;
     int ready;
     int busy; /* inside feed/expire/flush/release_all: the emit callback must not call them again */
-    PyObject *emit;
-    PyObject *host_id, *host_name;
+    CORE_OWN(CORE_FIELD1) /* node_index: dict, node bytes -> index in nodes[] */
+    CORE_HELPERS(CORE_FIELD2)
+    CORE_DESCRS(CORE_FIELD3)
+    PyObject *names[N_COUNT];
     Table *main;
-    PyObject *node_index; /* dict: node bytes -> index in nodes[] */
     Table **nodes;
     size_t nnodes, capnodes;
     int has_self_pid;
     int64_t self_pid;
     size_t max_procs;
-    uint64_t n_exec, n_network, lines_list;
-    /* the reference's types and helpers */
-    PyObject *ecs_type, *lazyargs_type, *output_keys, *fill_output, *partial;
-    PyObject *rebuild_argv, *rebuild_cut, *table_argv, *lazyargs_of;
-    PyObject *generic_syscall, *syscall_name, *decode_path, *cwd_slow, *decode_sockaddr, *entity_id_of;
-    PyObject *runtimes;
-    PyObject *names[N_COUNT];
-    PyObject *d_ts_ms, *d_seq, *d_args, *d_parent_args, *d_filler, *d_output_keys, *d_proc, *d_parent;
-    PyObject *d_decode, *d_source, *d_argv, *d_truncated;
+    uint64_t n_exec, n_network;
     SyscallEntry *sc;
     size_t nsc;
     int64_t sockcall_nr[8];
@@ -689,20 +704,6 @@ static int name_id(Core *core, PyObject *name) {
     return N_NONE; /* not a name the detector uses (cannot happen: the reference returns only these) */
 }
 
-static int span_hex(ic_span s, int64_t *out) { /* 1..16 hex digits */
-    if (s.n < 1 || s.n > 16) return -1;
-    uint64_t v = 0;
-    for (size_t i = 0; i < s.n; i++) {
-        unsigned char ch = (unsigned char)s.p[i];
-        int d = (ch >= '0' && ch <= '9') ? ch - '0' : (ch >= 'a' && ch <= 'f') ? ch - 'a' + 10
-              : (ch >= 'A' && ch <= 'F') ? ch - 'A' + 10 : -1;
-        if (d < 0) return -1;
-        v = (v << 4) | (uint64_t)d;
-    }
-    *out = (int64_t)v;
-    return 0;
-}
-
 /* The detector's name of syscall= (events.parse's lookup, syscall_name); the reference decides for forms
  * the table cannot (a number of more than 18 digits, socketcall's a0 that is not plain hex). */
 static int lookup_name(Core *core, uint64_t arch, ic_span num, ic_span a0) {
@@ -716,9 +717,10 @@ static int lookup_name(Core *core, uint64_t arch, ic_span num, ic_span a0) {
             }
         }
         if (name != N_SOCKETCALL) return name;
-        int64_t call;
-        if (span_hex(a0, &call) == 0) {
-            if (call == 0) call = -1; /* `_int(a0, 16) or -1` */
+        uint64_t a0v;
+        if (ic_hex64(a0, &a0v) == 0) {
+            int64_t call = (int64_t)a0v; /* >= 2**63: negative, in no table, as _int's None */
+            if (call == 0) call = -1;    /* `_int(a0, 16) or -1` */
             for (size_t i = 0; i < core->nsockcall; i++)
                 if (core->sockcall_nr[i] == call) return core->sockcall_name[i];
             return N_NONE;
@@ -1413,27 +1415,17 @@ static PyObject *core_get_processes(Core *self, void *c) {
 
 /* ---- construction ------------------------------------------------------------------------------------ */
 
+#define CORE_VISIT1(f) Py_VISIT(self->f);
+#define CORE_VISIT2(f, name) Py_VISIT(self->f);
+#define CORE_VISIT3(f, type, name) Py_VISIT(self->f);
+#define CORE_CLEAR1(f) Py_CLEAR(self->f);
+#define CORE_CLEAR2(f, name) Py_CLEAR(self->f);
+#define CORE_CLEAR3(f, type, name) Py_CLEAR(self->f);
+
 static int core_traverse(Core *self, visitproc visit, void *arg) {
-    Py_VISIT(self->emit);
-    Py_VISIT(self->host_id);
-    Py_VISIT(self->host_name);
-    Py_VISIT(self->node_index);
-    Py_VISIT(self->ecs_type);
-    Py_VISIT(self->lazyargs_type);
-    Py_VISIT(self->output_keys);
-    Py_VISIT(self->fill_output);
-    Py_VISIT(self->partial);
-    Py_VISIT(self->rebuild_argv);
-    Py_VISIT(self->rebuild_cut);
-    Py_VISIT(self->table_argv);
-    Py_VISIT(self->lazyargs_of);
-    Py_VISIT(self->generic_syscall);
-    Py_VISIT(self->syscall_name);
-    Py_VISIT(self->decode_path);
-    Py_VISIT(self->cwd_slow);
-    Py_VISIT(self->decode_sockaddr);
-    Py_VISIT(self->entity_id_of);
-    Py_VISIT(self->runtimes);
+    CORE_OWN(CORE_VISIT1)
+    CORE_HELPERS(CORE_VISIT2)
+    CORE_DESCRS(CORE_VISIT3)
     for (int i = 0; i < N_COUNT; i++) Py_VISIT(self->names[i]);
     if (table_traverse(self->main, visit, arg)) return -1;
     for (size_t i = 0; i < self->nnodes; i++)
@@ -1455,39 +1447,10 @@ static int core_clear(Core *self) {
     PyMem_Free(self->sc);
     self->sc = NULL;
     self->nsc = 0;
-    Py_CLEAR(self->emit);
-    Py_CLEAR(self->host_id);
-    Py_CLEAR(self->host_name);
-    Py_CLEAR(self->node_index);
-    Py_CLEAR(self->ecs_type);
-    Py_CLEAR(self->lazyargs_type);
-    Py_CLEAR(self->output_keys);
-    Py_CLEAR(self->fill_output);
-    Py_CLEAR(self->partial);
-    Py_CLEAR(self->rebuild_argv);
-    Py_CLEAR(self->rebuild_cut);
-    Py_CLEAR(self->table_argv);
-    Py_CLEAR(self->lazyargs_of);
-    Py_CLEAR(self->generic_syscall);
-    Py_CLEAR(self->syscall_name);
-    Py_CLEAR(self->decode_path);
-    Py_CLEAR(self->cwd_slow);
-    Py_CLEAR(self->decode_sockaddr);
-    Py_CLEAR(self->entity_id_of);
-    Py_CLEAR(self->runtimes);
+    CORE_OWN(CORE_CLEAR1)
+    CORE_HELPERS(CORE_CLEAR2)
+    CORE_DESCRS(CORE_CLEAR3)
     for (int i = 0; i < N_COUNT; i++) Py_CLEAR(self->names[i]);
-    Py_CLEAR(self->d_ts_ms);
-    Py_CLEAR(self->d_seq);
-    Py_CLEAR(self->d_args);
-    Py_CLEAR(self->d_parent_args);
-    Py_CLEAR(self->d_filler);
-    Py_CLEAR(self->d_output_keys);
-    Py_CLEAR(self->d_proc);
-    Py_CLEAR(self->d_parent);
-    Py_CLEAR(self->d_decode);
-    Py_CLEAR(self->d_source);
-    Py_CLEAR(self->d_argv);
-    Py_CLEAR(self->d_truncated);
     return 0;
 }
 
@@ -1547,22 +1510,7 @@ static int core_init(Core *self, PyObject *args, PyObject *kw) {
     self->max_procs = (size_t)max_procs;
 #define HELPER(field, name)                                                                                    \
     if (!(self->field = helper(h, name))) return -1;
-    HELPER(ecs_type, "EcsEvent")
-    HELPER(lazyargs_type, "LazyArgs")
-    HELPER(output_keys, "OUTPUT_KEYS")
-    HELPER(fill_output, "fill_output")
-    HELPER(partial, "partial")
-    HELPER(rebuild_argv, "rebuild_argv")
-    HELPER(rebuild_cut, "rebuild_cut")
-    HELPER(table_argv, "table_argv")
-    HELPER(lazyargs_of, "lazyargs_of")
-    HELPER(generic_syscall, "generic_syscall")
-    HELPER(syscall_name, "syscall_name")
-    HELPER(decode_path, "decode_path")
-    HELPER(cwd_slow, "cwd_slow")
-    HELPER(decode_sockaddr, "decode_sockaddr")
-    HELPER(entity_id_of, "entity_id_of")
-    HELPER(runtimes, "CONTAINER_RUNTIMES")
+    CORE_HELPERS(HELPER)
 #undef HELPER
     Py_INCREF(self->rebuild_argv);
     Py_XSETREF(g_argv_reference, self->rebuild_argv);
@@ -1572,18 +1520,7 @@ static int core_init(Core *self, PyObject *args, PyObject *kw) {
     }
 #define DESCR(field, type, name)                                                                               \
     if (!(self->field = member_descr(self->type, name))) return -1;
-    DESCR(d_ts_ms, ecs_type, "ts_ms")
-    DESCR(d_seq, ecs_type, "seq")
-    DESCR(d_args, ecs_type, "args")
-    DESCR(d_parent_args, ecs_type, "parent_args")
-    DESCR(d_filler, ecs_type, "filler")
-    DESCR(d_output_keys, ecs_type, "output_keys")
-    DESCR(d_proc, ecs_type, "proc")
-    DESCR(d_parent, ecs_type, "parent")
-    DESCR(d_decode, lazyargs_type, "_decode")
-    DESCR(d_source, lazyargs_type, "_source")
-    DESCR(d_argv, lazyargs_type, "_argv")
-    DESCR(d_truncated, lazyargs_type, "_truncated")
+    CORE_DESCRS(DESCR)
 #undef DESCR
     for (int i = 1; i < N_COUNT; i++)
         if (!(self->names[i] = PyUnicode_InternFromString(NAME_TEXT[i]))) return -1;
