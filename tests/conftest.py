@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import os
+import shutil
 from pathlib import Path
-from typing import List
+from typing import List, Sequence
 
 import pytest
 
@@ -20,6 +21,25 @@ def shared_path(*parts: str) -> Path:
     if not p.exists():
         pytest.fail(f"shared material missing: {p} (set AUDITIMDS_SHARED to the shared/ folder)")
     return p
+
+
+_NOT_SOURCE = {".git", "build", "dist", "__pycache__", ".hypothesis", ".pytest_cache", ".ruff_cache", ".mypy_cache"}
+
+
+def copy_checkout(dst: Path, leave_out: Sequence[str] = ()) -> Path:
+    """A copy of the checkout at `dst` without builds, caches and compiled modules (so no build left in the
+    checkout is reused) nor the benchmarks' venv; `leave_out`: top-level entries not wanted either."""
+
+    def ignore(directory: str, names: List[str]) -> List[str]:
+        out = [n for n in names if n in _NOT_SOURCE or n.endswith((".so", ".egg-info"))]
+        if Path(directory) == REPO:
+            out += [n for n in names if n in leave_out]
+        elif Path(directory) == REPO / "bench":
+            out.append("out")  # the benchmarks' venv and results
+        return out
+
+    shutil.copytree(REPO, dst, symlinks=True, ignore=ignore)
+    return dst
 
 
 def lines_of(text: str) -> List[bytes]:

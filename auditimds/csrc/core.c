@@ -768,35 +768,40 @@ int ic_cwd(const ic_rec *r, ic_span *out) {
     return IC_SLOW;
 }
 
+/* records.decode(value) (encoded=True), without a copy: 0 for (null); otherwise 1 with *out the text
+ * (IC_ARG_TEXT: a "quoted" value without its quotes, a lone leading quote cut off, or the bytes as they are)
+ * or the hex digits to decode (IC_ARG_HEX: even length, hex digits only). */
+static int decode_value(const char *p, size_t n, ic_arg *out) {
+    out->kind = IC_ARG_TEXT;
+    if (n && p[0] == '"') {
+        out->v.p = p + 1;
+        out->v.n = n >= 2 && p[n - 1] == '"' ? n - 2 : n - 1;
+        return 1;
+    }
+    if (n == 6 && memcmp(p, "(null)", 6) == 0) return 0;
+    int hex = n > 0 && n % 2 == 0;
+    for (size_t i = 0; hex && i < n; i++) hex = is_hex((unsigned char)p[i]) != 0;
+    out->kind = hex ? IC_ARG_HEX : IC_ARG_TEXT;
+    out->v.p = p;
+    out->v.n = n;
+    return 1;
+}
+
 /* records.decode(_value_of(line, off, b"saddr=")) */
 int ic_saddr(const ic_rec *r, unsigned char **out, size_t *outlen) {
     ic_span v;
+    ic_arg d;
     *out = NULL;
     *outlen = 0;
-    if (!ic_value_of(r->line, r->len, r->body, LIT("saddr="), &v)) return IC_NONE;
-    const char *p = v.p;
-    size_t n = v.n;
-    int hex = 0;
-    if (n && p[0] == '"') {
-        if (n >= 2 && p[n - 1] == '"') { p++; n -= 2; }
-        else { p++; n -= 1; }
-    } else if (n == 6 && memcmp(p, "(null)", 6) == 0) {
-        return IC_NONE;
-    } else if (n && n % 2 == 0) {
-        hex = 1;
-        for (size_t i = 0; i < n; i++) {
-            if (!is_hex((unsigned char)p[i])) { hex = 0; break; }
-        }
-    }
-    size_t m = hex ? n / 2 : n;
+    if (!ic_value_of(r->line, r->len, r->body, LIT("saddr="), &v) || !decode_value(v.p, v.n, &d)) return IC_NONE;
+    size_t m = d.kind == IC_ARG_HEX ? d.v.n / 2 : d.v.n;
     if (m == 0) return IC_NONE;
     unsigned char *b = m_alloc(m);
     if (!b) return -1;
-    if (hex) {
-        ic_span h = {p, n};
-        ic_unhex(h, (char *)b);
+    if (d.kind == IC_ARG_HEX) {
+        ic_unhex(d.v, (char *)b);
     } else {
-        memcpy(b, p, m);
+        memcpy(b, d.v.p, m);
     }
     *out = b;
     *outlen = m;
@@ -853,22 +858,10 @@ long ic_argv_single(const ic_rec *r, ic_arg **out) {
         const char *p = eq + 1;
         size_t pn = tn - (size_t)(p - tok);
         ic_arg *a = &args[k];
-        a->kind = IC_ARG_TEXT;
-        if (pn >= 2 && p[0] == '"' && p[pn - 1] == '"') {
-            a->v.p = p + 1;
-            a->v.n = pn - 2;
-        } else if (pn >= 1 && p[0] == '"') {
-            a->v.p = p + 1;
-            a->v.n = pn - 1;
-        } else if (pn == 6 && memcmp(p, "(null)", 6) == 0) {
+        if (!decode_value(p, pn, a)) { /* (null): an empty argument */
+            a->kind = IC_ARG_TEXT;
             a->v.p = p;
             a->v.n = 0;
-        } else {
-            int hex = pn > 0 && pn % 2 == 0;
-            for (size_t q = 0; hex && q < pn; q++) hex = is_hex((unsigned char)p[q]) != 0;
-            a->kind = hex ? IC_ARG_HEX : IC_ARG_TEXT;
-            a->v.p = p;
-            a->v.n = pn;
         }
     }
     *out = args;

@@ -18,11 +18,10 @@ import subprocess
 import sys
 import sysconfig
 from pathlib import Path
-from typing import List
 
 import pytest
 
-from tests.conftest import REPO, SHARED
+from tests.conftest import SHARED, copy_checkout
 
 pytestmark = pytest.mark.once
 INNER = "AUDITIMDS_SANITIZED_RUN"
@@ -44,16 +43,7 @@ def test_the_suite_passes_with_the_core_built_with_asan_and_ubsan(tmp_path: Path
         if os.environ.get("AUDITIMDS_REQUIRE_COMPILED") == "1":
             pytest.fail("gcc with libasan and the Python headers are needed for the sanitized pass")
         pytest.skip("no gcc with libasan")
-    copy = tmp_path / "repo"
-    skip = {".git", "build", "dist", "__pycache__", ".hypothesis", ".pytest_cache", ".ruff_cache", ".mypy_cache"}
-
-    def ignore(directory: str, names: List[str]) -> List[str]:
-        out = [n for n in names if n in skip or n.endswith((".so", ".egg-info"))]
-        if Path(directory) == REPO / "bench":
-            out.append("out")  # the benchmarks' venv and results
-        return out
-
-    shutil.copytree(REPO, copy, symlinks=True, ignore=ignore)
+    copy = copy_checkout(tmp_path / "repo")
     env = dict(os.environ, CFLAGS=FLAGS, LDFLAGS="-fsanitize=address,undefined")
     build = subprocess.run([sys.executable, "setup.py", "-q", "build_ext", "--inplace"], cwd=copy, env=env,
                            capture_output=True, text=True)

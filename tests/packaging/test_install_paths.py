@@ -9,23 +9,14 @@ import shutil
 import subprocess
 import sys
 from pathlib import Path
-from typing import List
 
 import pytest
 
-from tests.conftest import REPO
-
-SKIP = {".git", "build", "dist", "__pycache__", ".hypothesis", ".pytest_cache", ".ruff_cache", ".mypy_cache",
-        "tests", "bench", "docs"}
+from tests.conftest import REPO, copy_checkout
 
 
 def source_copy(tmp: Path) -> Path:
-    def ignore(_directory: str, names: List[str]) -> List[str]:
-        return [n for n in names if n in SKIP or n.endswith((".so", ".egg-info"))]
-
-    dst = tmp / "src"
-    shutil.copytree(REPO, dst, symlinks=True, ignore=ignore)
-    return dst
+    return copy_checkout(tmp / "src", leave_out=("tests", "bench", "docs"))
 
 
 def install(src: Path, target: Path, **env: str) -> subprocess.CompletedProcess:
